@@ -1,0 +1,1 @@
+"""Chain I/O: the anvil process, RPC transport, and the snapshot reader."""

@@ -1,0 +1,75 @@
+"""The daily price dataset: a CSV of a `date` column and one USD price column per asset."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from bot.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTable:
+    """Prices by date; a missing or empty cell is absent from that day's row."""
+
+    path: Path
+    columns: tuple[str, ...]
+    rows: dict[date, dict[str, float]]
+
+    def price(self, day: date, column: str) -> float:
+        if column not in self.columns:
+            raise ConfigError(
+                f"{self.path.name} has no column {column!r} (it has: {', '.join(self.columns)})"
+            )
+        row = self.rows.get(day)
+        if row is None:
+            first, last = min(self.rows), max(self.rows)
+            raise ConfigError(
+                f"date {day} is not in {self.path.name} (it covers {first} to {last})"
+            )
+        value = row.get(column)
+        if value is None:
+            raise ConfigError(f"{self.path.name} has no {column} price on {day} (empty cell)")
+        return value
+
+
+def load_prices(path: Path) -> PriceTable:
+    """Read and check the CSV: ISO dates, unique, positive finite prices."""
+    if not path.is_file():
+        raise ConfigError(
+            f"price file {path} not found: pass --prices, or set REBALANCER_PRICES_CSV"
+        )
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header or header[0].strip().lower() != "date" or len(header) < 2:
+            raise ConfigError(f"{path}: the first row must be `date,<asset>,...`")
+        columns = tuple(name.strip() for name in header[1:])
+        rows: dict[date, dict[str, float]] = {}
+        for line_no, record in enumerate(reader, start=2):
+            if not record:
+                continue
+            try:
+                day = date.fromisoformat(record[0].strip())
+            except ValueError:
+                raise ConfigError(f"{path}:{line_no}: {record[0]!r} is not a YYYY-MM-DD date") from None
+            if day in rows:
+                raise ConfigError(f"{path}:{line_no}: date {day} appears twice")
+            row: dict[str, float] = {}
+            for column, cell in zip(columns, record[1:], strict=False):
+                if not cell.strip():
+                    continue
+                try:
+                    value = float(cell)
+                except ValueError:
+                    raise ConfigError(f"{path}:{line_no}: {column}={cell!r} is not a number") from None
+                if not math.isfinite(value) or value <= 0:
+                    raise ConfigError(f"{path}:{line_no}: {column}={cell} must be a positive price")
+                row[column] = value
+            rows[day] = row
+    if not rows:
+        raise ConfigError(f"{path} has no rows")
+    return PriceTable(path=path, columns=columns, rows=rows)
