@@ -1,1 +1,1 @@
-"""Fixture chains: scenario files and the builder that deploys them on anvil and checks the result."""
+"""Fixture chains: scenario files, and the builder that deploys and checks them on anvil."""

@@ -1,4 +1,4 @@
-"""Contract artifacts: Uniswap V2 bytecode from the npm packages, the project's own from contracts_abi/."""
+"""Contract artifacts: Uniswap V2 from the npm packages, the project's own from contracts_abi/."""
 
 from __future__ import annotations
 
@@ -22,10 +22,15 @@ def npm_artifact(name: str) -> dict[str, Any]:
     """ABI and creation bytecode of a Uniswap contract, read from node_modules (never copied)."""
     path = NODE_MODULES / _NPM[name]
     if not path.is_file():
-        raise SetupError(f"{path} is missing: run `make setup` (npm ci installs the Uniswap packages)")
+        raise SetupError(
+            f"{path} is missing: run `make setup` (npm ci installs the Uniswap packages)"
+        )
     data = json.loads(path.read_text())
     bytecode = data.get("bytecode") or data["evm"]["bytecode"]["object"]
-    return {"abi": data["abi"], "bytecode": bytecode if bytecode.startswith("0x") else "0x" + bytecode}
+    return {
+        "abi": data["abi"],
+        "bytecode": bytecode if bytecode.startswith("0x") else "0x" + bytecode,
+    }
 
 
 @cache

@@ -20,6 +20,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 
@@ -41,7 +42,9 @@ _COPIED_SLOTS = 16  # constructor-written storage moved along with code in mirro
 def dev_account(index: int) -> LocalAccount:
     """The anvil dev account at `index` (the public test mnemonic: never hold real funds)."""
     Account.enable_unaudited_hdwallet_features()
-    account: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    account: LocalAccount = Account.from_mnemonic(
+        DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}"
+    )
     return account
 
 
@@ -173,15 +176,18 @@ class _Deployment:
         address = receipt["contractAddress"]
         if self.mirror and at is not None:
             address = self._move(address, Web3.to_checksum_address(at))
-        return self.w3.eth.contract(address=address, abi=artifact["abi"])
+        deployed: Contract = self.w3.eth.contract(address=address, abi=artifact["abi"])
+        return deployed
 
-    def _move(self, source: str, target: str) -> str:
+    def _move(self, source: ChecksumAddress, target: ChecksumAddress) -> ChecksumAddress:
         """Mirror mode: put a deployed contract's code and constructor storage at `target`."""
         self._rpc("anvil_setCode", target, self.w3.to_hex(self.w3.eth.get_code(source)))
         for slot in range(_COPIED_SLOTS):
             value = self.w3.eth.get_storage_at(source, slot)
             if int.from_bytes(value, "big"):
-                self._rpc("anvil_setStorageAt", target, hex(slot), self.w3.to_hex(value.rjust(32, b"\0")))
+                self._rpc(
+                    "anvil_setStorageAt", target, hex(slot), self.w3.to_hex(value.rjust(32, b"\0"))
+                )
         return target
 
     # --- the build ------------------------------------------------------------------------
@@ -215,7 +221,9 @@ class _Deployment:
     def _deploy_venues(self) -> None:
         weth = self.tokens[self.spec.weth_symbol()].address
         for name, venue in self.spec.venues.items():
-            factory = self._deploy(npm_artifact("UniswapV2Factory"), self.deployer, at=venue.mainnet_factory)
+            factory = self._deploy(
+                npm_artifact("UniswapV2Factory"), self.deployer, at=venue.mainnet_factory
+            )
             self.factories[name] = factory
             self.routers[name] = self._deploy(
                 npm_artifact("UniswapV2Router02"), factory.address, weth, at=venue.mainnet_router
@@ -229,7 +237,9 @@ class _Deployment:
             a, b = (self.tokens[symbol].address for symbol in pool.tokens)
             factory = self.factories[pool.venue]
             self._send(factory.functions.createPair(a, b))
-            pair = self.w3.eth.contract(address=factory.functions.getPair(a, b).call(), abi=pair_abi)
+            pair = self.w3.eth.contract(
+                address=factory.functions.getPair(a, b).call(), abi=pair_abi
+            )
             self.pairs[pool.key] = pair
             for symbol, amount in zip(pool.tokens, self.reserves[pool.key], strict=True):
                 self._give(symbol, pair.address, amount)
@@ -271,17 +281,31 @@ class _Deployment:
                 size = self.reserves[pool.key][0] // 500
                 self._give(first, self.deployer, size)
                 before = self.tokens[second].functions.balanceOf(self.deployer).call()
-                self._send(router.functions.swapExactTokensForTokens(
-                    size, 0, [self.tokens[first].address, self.tokens[second].address], self.deployer, 2**63
-                ))
+                self._send(
+                    router.functions.swapExactTokensForTokens(
+                        size,
+                        0,
+                        [self.tokens[first].address, self.tokens[second].address],
+                        self.deployer,
+                        2**63,
+                    )
+                )
                 got = self.tokens[second].functions.balanceOf(self.deployer).call() - before
-                self._send(router.functions.swapExactTokensForTokens(
-                    got, 0, [self.tokens[second].address, self.tokens[first].address], self.deployer, 2**63
-                ))
+                self._send(
+                    router.functions.swapExactTokensForTokens(
+                        got,
+                        0,
+                        [self.tokens[second].address, self.tokens[first].address],
+                        self.deployer,
+                        2**63,
+                    )
+                )
 
     def _fund_wallet(self) -> None:
         wallet = self.keeper.address
-        self._rpc("anvil_setBalance", wallet, hex(int(Fraction(str(self.spec.wallet.eth)) * 10**18)))
+        self._rpc(
+            "anvil_setBalance", wallet, hex(int(Fraction(str(self.spec.wallet.eth)) * 10**18))
+        )
         for symbol, usd in self.spec.wallet.tokens_usd.items():
             amount = self.spec.raw_amount(symbol, usd, self.prices)
             self._give(symbol, wallet, amount)
@@ -304,21 +328,24 @@ class _Deployment:
             want = self.prices[symbol0] / self.prices[symbol1]
             if abs(mid / want - 1) > PRICE_TOLERANCE:
                 raise SetupError(
-                    f"pool {pool.key}: price {float(mid):.8g} is off the dataset's {float(want):.8g}"
+                    f"pool {pool.key}: price {float(mid):.8g} is off the dataset's "
+                    f"{float(want):.8g}"
                 )
-            pools.append({
-                "key": pool.key,
-                "venue": pool.venue,
-                "address": pair.address,
-                "token0": symbol0,
-                "token1": symbol1,
-                "reserve0": str(reserve0),
-                "reserve1": str(reserve1),
-                "total_supply": str(pair.functions.totalSupply().call()),
-                "k_last": str(pair.functions.kLast().call()),
-                "wallet_lp": str(pair.functions.balanceOf(wallet).call()),
-                "price_token1_per_token0": float(mid),
-            })
+            pools.append(
+                {
+                    "key": pool.key,
+                    "venue": pool.venue,
+                    "address": pair.address,
+                    "token0": symbol0,
+                    "token1": symbol1,
+                    "reserve0": str(reserve0),
+                    "reserve1": str(reserve1),
+                    "total_supply": str(pair.functions.totalSupply().call()),
+                    "k_last": str(pair.functions.kLast().call()),
+                    "wallet_lp": str(pair.functions.balanceOf(wallet).call()),
+                    "price_token1_per_token0": float(mid),
+                }
+            )
         for symbol, amount in self.expected_balances.items():
             held = self.tokens[symbol].functions.balanceOf(wallet).call()
             if held != amount:
@@ -331,7 +358,9 @@ class _Deployment:
         for name, venue in self.spec.venues.items():
             fee_to = self.factories[name].functions.feeTo().call()
             if (fee_to != "0x" + "0" * 40) != venue.protocol_fee:
-                raise SetupError(f"venue {name}: feeTo is {fee_to}, protocol_fee is {venue.protocol_fee}")
+                raise SetupError(
+                    f"venue {name}: feeTo is {fee_to}, protocol_fee is {venue.protocol_fee}"
+                )
             venues[name] = {
                 "factory": self.factories[name].address,
                 "router": self.routers[name].address,
@@ -348,7 +377,11 @@ class _Deployment:
             "block_hash": self.w3.to_hex(block["hash"]),
             "block_timestamp": block["timestamp"],
             "deployer": self.deployer,
-            "keeper": {"address": wallet, "private_key": self.w3.to_hex(self.keeper.key), "note": "anvil dev key"},
+            "keeper": {
+                "address": wallet,
+                "private_key": self.w3.to_hex(self.keeper.key),
+                "note": "anvil dev key",
+            },
             "tokens": {
                 symbol: {
                     "address": contract.address,
@@ -364,7 +397,9 @@ class _Deployment:
             "pools": pools,
             "wallet": {
                 "eth_wei": str(self.w3.eth.get_balance(wallet)),
-                "tokens": {symbol: str(amount) for symbol, amount in self.expected_balances.items()},
+                "tokens": {
+                    symbol: str(amount) for symbol, amount in self.expected_balances.items()
+                },
             },
         }
 
@@ -373,7 +408,9 @@ def main() -> None:  # pragma: no cover - convenience for `python -m anvil_fixtu
     import sys
 
     try:
-        fixture = build(sys.argv[1] if len(sys.argv) > 1 else "default", mirror="--mirror" in sys.argv)
+        fixture = build(
+            sys.argv[1] if len(sys.argv) > 1 else "default", mirror="--mirror" in sys.argv
+        )
     except (ConfigError, SetupError) as err:
         raise SystemExit(f"error: {err}") from None
     print(fixture.manifest_path)

@@ -87,15 +87,22 @@ class Scenario(_Strict):
         for index, pool in enumerate(self.pools):
             where = f"pools[{index}]"
             if pool.venue not in self.venues:
-                raise ValueError(f"{where}.venue: unknown venue {pool.venue!r} (known: {', '.join(self.venues)})")
+                raise ValueError(
+                    f"{where}.venue: unknown venue {pool.venue!r} (known: {', '.join(self.venues)})"
+                )
             for symbol in pool.tokens:
                 if symbol not in self.tokens:
-                    raise ValueError(f"{where}.tokens: unknown token {symbol!r} (known: {', '.join(self.tokens)})")
+                    raise ValueError(
+                        f"{where}.tokens: unknown token {symbol!r} "
+                        f"(known: {', '.join(self.tokens)})"
+                    )
             if pool.tokens[0] == pool.tokens[1]:
                 raise ValueError(f"{where}.tokens: a pool needs two different tokens")
             identity = (pool.venue, frozenset(pool.tokens))
             if identity in seen:
-                raise ValueError(f"{where}: duplicate pool {pool.key} (a venue has one pair per token pair)")
+                raise ValueError(
+                    f"{where}: duplicate pool {pool.key} (a venue has one pair per token pair)"
+                )
             seen.add(identity)
         pool_keys = {self._canonical(pool.key) for pool in self.pools}
         for index, lp in enumerate(self.wallet.lp):
@@ -125,7 +132,9 @@ class Scenario(_Strict):
             try:
                 out[symbol] = Fraction(str(prices.price(self.date, spec.price_column)))
             except ConfigError as err:
-                raise ConfigError(f"scenario {self.name}: tokens.{symbol}.price_column: {err}") from None
+                raise ConfigError(
+                    f"scenario {self.name}: tokens.{symbol}.price_column: {err}"
+                ) from None
         return out
 
     def raw_amount(self, symbol: str, usd: float, prices: dict[str, Fraction]) -> int:
@@ -135,7 +144,9 @@ class Scenario(_Strict):
         """Raw reserves of every pool (in the order of its `tokens`), range-checked."""
         out: dict[str, tuple[int, int]] = {}
         for index, pool in enumerate(self.pools):
-            amounts = tuple(self.raw_amount(symbol, pool.depth_usd, prices) for symbol in pool.tokens)
+            amounts = tuple(
+                self.raw_amount(symbol, pool.depth_usd, prices) for symbol in pool.tokens
+            )
             for symbol, amount in zip(pool.tokens, amounts, strict=True):
                 if amount <= 0:
                     raise ConfigError(

@@ -250,9 +250,9 @@ def zap_swap_amount(amount_in: int, reserve_in: int, fee_bps: int = 30) -> int:
     fee, d = _fee_terms(fee_bps)
     b = 2 * d - fee
     g = d - fee
-    return (math.isqrt(reserve_in * (b * b * reserve_in + 4 * g * d * amount_in)) - b * reserve_in) // (
-        2 * g
-    )
+    return (
+        math.isqrt(reserve_in * (b * b * reserve_in + 4 * g * d * amount_in)) - b * reserve_in
+    ) // (2 * g)
 
 
 def impermanent_loss(price_ratio: float) -> float:

@@ -1,12 +1,12 @@
 """Errors, grouped by what the caller does next.
 
-    RebalancerError
-    ├── ConfigError        bad input from the user: fix the file or flag named in the message
-    ├── SetupError         a missing tool or a busy resource: the message says how to fix it
-    ├── TemporaryError     the network or a node hiccupped: retry (the RPC layer does, by policy)
-    ├── SkipCycle          this cycle's data cannot be trusted: record it, try again next cycle
-    │   └── DataError      a read returned something impossible (names the pool or token)
-    └── Halt               stop trading until a person looks (circuit breaker)
+RebalancerError
+├── ConfigError        bad input from the user: fix the file or flag named in the message
+├── SetupError         a missing tool or a busy resource: the message says how to fix it
+├── TemporaryError     the network or a node hiccupped: retry (the RPC layer does, by policy)
+├── SkipCycle          this cycle's data cannot be trusted: record it, try again next cycle
+│   └── DataError      a read returned something impossible (names the pool or token)
+└── Halt               stop trading until a person looks (circuit breaker)
 """
 
 from __future__ import annotations

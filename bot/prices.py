@@ -55,7 +55,9 @@ def load_prices(path: Path) -> PriceTable:
             try:
                 day = date.fromisoformat(record[0].strip())
             except ValueError:
-                raise ConfigError(f"{path}:{line_no}: {record[0]!r} is not a YYYY-MM-DD date") from None
+                raise ConfigError(
+                    f"{path}:{line_no}: {record[0]!r} is not a YYYY-MM-DD date"
+                ) from None
             if day in rows:
                 raise ConfigError(f"{path}:{line_no}: date {day} appears twice")
             row: dict[str, float] = {}
@@ -65,7 +67,9 @@ def load_prices(path: Path) -> PriceTable:
                 try:
                     value = float(cell)
                 except ValueError:
-                    raise ConfigError(f"{path}:{line_no}: {column}={cell!r} is not a number") from None
+                    raise ConfigError(
+                        f"{path}:{line_no}: {column}={cell!r} is not a number"
+                    ) from None
                 if not math.isfinite(value) or value <= 0:
                     raise ConfigError(f"{path}:{line_no}: {column}={cell} must be a positive price")
                 row[column] = value

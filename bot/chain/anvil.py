@@ -65,6 +65,9 @@ def free_port() -> int:
 
 def ensure_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR: a port whose last connections sit in TIME_WAIT is free for anvil too;
+        # Linux still refuses the bind while anything listens on it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -85,10 +88,10 @@ def _die_with_parent() -> None:
 def rpc_call(url: str, method: str, params: Sequence[Any] = (), timeout: float = 10.0) -> Any:
     """One blocking JSON-RPC request; for process management and fixtures, not the keeper."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 (callers pass http URLs)
         url, data=body.encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (local URL)
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http only)
         answer = json.loads(response.read())
     if "error" in answer:
         raise RuntimeError(f"{method} failed: {answer['error'].get('message', answer['error'])}")
@@ -130,7 +133,7 @@ class AnvilProcess:
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
         # stderr goes to a file, not a pipe: a pipe nobody drains would block a chatty anvil.
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
 
     def start(self) -> Self:
         ensure_port_free(self.port)
@@ -138,7 +141,7 @@ class AnvilProcess:
             self._args,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads yet at this point)
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline:

@@ -1,0 +1,95 @@
+"""The `rebalancer` command line."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+from bot.errors import RebalancerError
+
+EXAMPLES = """\
+examples:
+  rebalancer chain up                      # the default fixture chain on 127.0.0.1:8545
+  rebalancer chain up --mirror --port 8546 # the same at mainnet addresses (chain id 1)
+  rebalancer status --config config/local.toml --rpc-url http://127.0.0.1:8545
+  rebalancer demo                          # fixture chain + the bot against it
+"""
+
+
+def _chain_build(args: argparse.Namespace) -> int:
+    from anvil_fixtures.builder import build
+
+    fixture = build(args.scenario, mirror=args.mirror, force=args.force)
+    print(f"state:    {fixture.state_path}")
+    print(f"manifest: {fixture.manifest_path}")
+    return 0
+
+
+def _chain_up(args: argparse.Namespace) -> int:
+    from anvil_fixtures.builder import build
+
+    fixture = build(args.scenario, mirror=args.mirror)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with fixture.start(port=args.port) as anvil:
+        print(
+            f"fixture chain {fixture.manifest['scenario']!r}{' (mirror)' if args.mirror else ''} "
+            f"at block {fixture.manifest['block_number']}, chain id {fixture.chain_id}"
+        )
+        print(f"rpc url:  {anvil.url}")
+        print(f"manifest: {fixture.manifest_path}")
+        print(f"keeper:   {fixture.manifest['keeper']['address']} (anvil dev key in the manifest)")
+        print("Ctrl-C stops it.", flush=True)
+        stop.wait()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rebalancer",
+        description="Keep a wallet on its target allocation across Uniswap V2 pools.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    chain = commands.add_parser("chain", help="local fixture chains on anvil")
+    chain_commands = chain.add_subparsers(dest="chain_command", required=True, metavar="ACTION")
+    for name, handler, help_text in (
+        ("up", _chain_up, "start the fixture chain and serve it until interrupted"),
+        ("build", _chain_build, "build (or reuse) the fixture state and manifest"),
+    ):
+        sub = chain_commands.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--scenario", default="default", help="scenario name or TOML path (default: default)"
+        )
+        sub.add_argument(
+            "--mirror", action="store_true", help="deploy at Ethereum mainnet addresses, chain id 1"
+        )
+        if name == "up":
+            sub.add_argument("--port", type=int, default=8545, help="RPC port (default: 8545)")
+        else:
+            sub.add_argument("--force", action="store_true", help="rebuild even if up to date")
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except RebalancerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
