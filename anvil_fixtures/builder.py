@@ -155,6 +155,7 @@ class _Deployment:
         self.routers: dict[str, Contract] = {}
         self.pairs: dict[str, Contract] = {}
         self.expected_balances: dict[str, int] = {}
+        self.lp_deposits: dict[str, dict[str, int]] = {}  # pool key -> symbol -> raw deposited
 
     # --- plumbing -------------------------------------------------------------------------
     def _rpc(self, method: str, *params: Any) -> Any:
@@ -261,8 +262,11 @@ class _Deployment:
             pool = self.spec.pool_for(lp.pool)
             pair = self.pairs[pool.key]
             share = Fraction(str(lp.usd)) / (2 * Fraction(str(pool.depth_usd)))
+            deposit = {}
             for symbol, reserve in zip(pool.tokens, self.reserves[pool.key], strict=True):
-                self._give(symbol, pair.address, int(reserve * share))
+                deposit[symbol] = int(reserve * share)
+                self._give(symbol, pair.address, deposit[symbol])
+            self.lp_deposits[pool.key] = deposit
             self._send(pair.functions.mint(self.keeper.address))
 
     def _warm_up_fee_pools(self) -> None:
@@ -343,6 +347,10 @@ class _Deployment:
                     "total_supply": str(pair.functions.totalSupply().call()),
                     "k_last": str(pair.functions.kLast().call()),
                     "wallet_lp": str(pair.functions.balanceOf(wallet).call()),
+                    "wallet_lp_deposit": [
+                        str(self.lp_deposits.get(pool.key, {}).get(symbol, 0))
+                        for symbol in (symbol0, symbol1)
+                    ],
                     "price_token1_per_token0": float(mid),
                 }
             )

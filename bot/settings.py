@@ -1,0 +1,261 @@
+"""Settings: one TOML file plus REBALANCER_<SECTION>__<KEY> environment overrides.
+
+Loaded and validated once, then frozen. Unknown keys are errors, addresses must be valid and are
+checksummed, target weights must sum to 1, and every error names its field.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from eth_utils import is_address, to_checksum_address
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bot.errors import ConfigError
+from bot.types import NATIVE
+
+WEIGHT_TOLERANCE = 1e-9
+
+
+def _checksummed(value: str) -> str:
+    if not is_address(value):
+        raise ValueError(f"{value!r} is not an Ethereum address")
+    return str(to_checksum_address(value))
+
+
+ChecksumAddress = Annotated[str, AfterValidator(_checksummed)]
+Fraction01 = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetrySettings(Section):
+    attempts: int = Field(default=3, ge=1, le=10)
+    backoff_seconds: float = Field(default=0.2, ge=0)
+    backoff_multiplier: float = Field(default=2.0, ge=1)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class ChainSettings(Section):
+    rpc_urls: list[str] = Field(min_length=1)
+    chain_id: int = Field(gt=0)
+    max_lag_blocks: int = Field(default=5, ge=0)
+    block_time_seconds: float = Field(default=12.0, gt=0)
+    retry: RetrySettings = RetrySettings()
+
+
+class WalletSettings(Section):
+    address: ChecksumAddress
+
+
+class TokenSettings(Section):
+    address: ChecksumAddress
+    decimals: int = Field(ge=0, le=36)
+    notional: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    weth: bool = False
+
+
+class VenueSettings(Section):
+    factory: ChecksumAddress
+    router: ChecksumAddress
+    fee_bps: int = Field(default=30, ge=0, lt=10_000)
+
+
+class PoolSettings(Section):
+    venue: str
+    tokens: tuple[str, str]
+    address: ChecksumAddress | None = None  # resolved with factory.getPair when absent
+
+    @property
+    def key(self) -> str:
+        return f"{self.venue}:{self.tokens[0]}/{self.tokens[1]}"
+
+
+class LpEntry(Section):
+    """What an LP position was opened with, for its impermanent loss against holding."""
+
+    pool: str  # "venue:A/B"
+    amount0: int = Field(gt=0)  # raw, in the pair's token0
+    amount1: int = Field(gt=0)
+
+
+class ValuationSettings(Section):
+    numeraire: Literal["USD", "ETH"] = "USD"
+    stablecoin: str | None = "USDC"  # the token worth 1 USD when the numeraire is USD
+    twap_window_seconds: int = Field(default=1800, gt=0)
+    max_twap_deviation: float = Field(default=0.05, gt=0)  # |spot/TWAP - 1| above this: flagged
+
+
+class PortfolioSettings(Section):
+    """Targets by allocation unit: a bucket name, or an asset symbol that is in no bucket."""
+
+    targets: dict[str, Fraction01]
+    buckets: dict[str, list[str]] = Field(default_factory=dict)
+    lp_entries: list[LpEntry] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix="REBALANCER_",
+        env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
+    )
+    _toml_path: ClassVar[Path | None] = None
+
+    chain: ChainSettings
+    wallet: WalletSettings
+    tokens: dict[str, TokenSettings]
+    venues: dict[str, VenueSettings]
+    pools: list[PoolSettings] = Field(min_length=1)
+    valuation: ValuationSettings = ValuationSettings()
+    portfolio: PortfolioSettings
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_path)
+        return init_settings, env_settings, toml
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        symbols = set(self.tokens)
+        if NATIVE in symbols:
+            raise ValueError(f"tokens.{NATIVE}: the native coin is implicit; configure WETH instead")
+        weth = [s for s, t in self.tokens.items() if t.weth]
+        if len(weth) > 1:
+            raise ValueError(f"tokens: only one token may have weth = true, found {weth}")
+        seen: set[tuple[str, frozenset[str]]] = set()
+        for i, pool in enumerate(self.pools):
+            if pool.venue not in self.venues:
+                raise ValueError(f"pools[{i}].venue: unknown venue {pool.venue!r}")
+            for symbol in pool.tokens:
+                if symbol not in symbols:
+                    raise ValueError(f"pools[{i}].tokens: unknown token {symbol!r}")
+            identity = (pool.venue, frozenset(pool.tokens))
+            if identity in seen or pool.tokens[0] == pool.tokens[1]:
+                raise ValueError(f"pools[{i}]: duplicate or degenerate pool {pool.key}")
+            seen.add(identity)
+        valuation = self.valuation
+        if valuation.numeraire == "USD" and valuation.stablecoin not in symbols:
+            raise ValueError(
+                f"valuation.stablecoin: {valuation.stablecoin!r} is not a configured token"
+            )
+        if valuation.numeraire == "ETH" and not weth:
+            raise ValueError("valuation.numeraire: ETH needs a token with weth = true")
+        self._check_portfolio(symbols | {NATIVE} if weth else symbols)
+        return self
+
+    def _check_portfolio(self, assets: set[str]) -> None:
+        portfolio = self.portfolio
+        member_of: dict[str, str] = {}
+        for bucket, members in portfolio.buckets.items():
+            if bucket in assets:
+                raise ValueError(f"portfolio.buckets.{bucket}: a bucket cannot share a token's name")
+            if not members:
+                raise ValueError(f"portfolio.buckets.{bucket}: a bucket needs members")
+            for member in members:
+                if member not in assets:
+                    raise ValueError(
+                        f"portfolio.buckets.{bucket}: member {member!r} is not a configured token"
+                    )
+                if member in member_of:
+                    raise ValueError(
+                        f"portfolio.buckets.{bucket}: {member} is already in bucket "
+                        f"{member_of[member]}"
+                    )
+                member_of[member] = bucket
+        for unit in portfolio.targets:
+            if unit in member_of:
+                raise ValueError(
+                    f"portfolio.targets.{unit}: {unit} is in bucket {member_of[unit]}; "
+                    "set the target on the bucket"
+                )
+            if unit not in assets and unit not in portfolio.buckets:
+                raise ValueError(f"portfolio.targets.{unit}: not a configured token or bucket")
+        total = math.fsum(portfolio.targets.values())
+        if abs(total - 1) > WEIGHT_TOLERANCE:
+            raise ValueError(f"portfolio.targets: weights sum to {total!r}, they must sum to 1")
+        keys = {pool.key for pool in self.pools} | {
+            f"{p.venue}:{p.tokens[1]}/{p.tokens[0]}" for p in self.pools
+        }
+        for i, entry in enumerate(portfolio.lp_entries):
+            if entry.pool not in keys:
+                raise ValueError(f"portfolio.lp_entries[{i}].pool: no configured pool {entry.pool!r}")
+
+    # --- derived views --------------------------------------------------------------------
+    def unit_of(self, asset: str) -> str:
+        """The allocation unit an asset counts toward: its bucket, or itself."""
+        for bucket, members in self.portfolio.buckets.items():
+            if asset in members:
+                return bucket
+        return asset
+
+    def weth_symbol(self) -> str | None:
+        return next((s for s, t in self.tokens.items() if t.weth), None)
+
+    def numeraire_token(self) -> str:
+        """The token whose price is 1 in the numeraire."""
+        if self.valuation.numeraire == "ETH":
+            weth = self.weth_symbol()
+            assert weth is not None  # checked by the validator
+            return weth
+        assert self.valuation.stablecoin is not None
+        return self.valuation.stablecoin
+
+
+def load_settings(path: str | Path, *, rpc_url: str | None = None) -> Settings:
+    """Settings from a TOML file and the environment; `rpc_url` (or REBALANCER_RPC_URL) wins."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {file} not found")
+    overrides: dict[str, Any] = {}
+    rpc = rpc_url or os.environ.get("REBALANCER_RPC_URL")
+    Settings._toml_path = file
+    try:
+        settings = Settings()
+        if rpc:
+            chain = settings.chain.model_copy(update={"rpc_urls": [rpc]})
+            overrides["chain"] = chain
+            settings = settings.model_copy(update=overrides)
+    except ValidationError as err:
+        raise ConfigError(f"{file}: {describe(err)}") from None
+    except ValueError as err:  # a TOML syntax error
+        raise ConfigError(f"{file}: {err}") from None
+    finally:
+        Settings._toml_path = None
+    return settings
+
+
+def describe(err: ValidationError) -> str:
+    problems = []
+    for problem in err.errors():
+        field = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        problems.append(f"{field}: {message}" if field else message)
+    return "; ".join(problems)
