@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 
 from bot.errors import RebalancerError
+from bot.paths import ROOT
 
 EXAMPLES = """\
 examples:
@@ -48,6 +50,34 @@ def _chain_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from bot.settings import load_settings
+    from bot.status import read_and_value, render
+
+    settings = load_settings(args.config, rpc_url=args.rpc_url)
+    snapshot, valuation = asyncio.run(read_and_value(settings))
+    print(render(snapshot, valuation, args.json))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """The fixture chain on a free port and the bot's view of the fixture wallet."""
+    from anvil_fixtures.builder import build
+    from bot.settings import load_settings
+    from bot.status import read_and_value, render
+
+    fixture = build("default")
+    with fixture.start() as anvil:
+        print(
+            f"fixture chain {fixture.manifest['scenario']!r} on {anvil.url} "
+            f"(prices of {fixture.manifest['date']})\n"
+        )
+        settings = load_settings(ROOT / "config" / "local.toml", rpc_url=anvil.url)
+        snapshot, valuation = asyncio.run(read_and_value(settings))
+        print(render(snapshot, valuation, False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rebalancer",
@@ -75,7 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("--force", action="store_true", help="rebuild even if up to date")
         sub.set_defaults(handler=handler)
+
+    status = commands.add_parser(
+        "status", help="holdings, prices, weights, drift, LP positions and IL"
+    )
+    _config_args(status)
+    status.set_defaults(handler=_status)
+
+    demo = commands.add_parser("demo", help="start the fixture chain and show the bot's view of it")
+    demo.set_defaults(handler=_demo)
     return parser
+
+
+def _config_args(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--config", required=True, help="settings TOML (see config/)")
+    sub.add_argument("--rpc-url", help="overrides chain.rpc_urls (also REBALANCER_RPC_URL)")
+    sub.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -146,7 +146,9 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         symbols = set(self.tokens)
         if NATIVE in symbols:
-            raise ValueError(f"tokens.{NATIVE}: the native coin is implicit; configure WETH instead")
+            raise ValueError(
+                f"tokens.{NATIVE}: the native coin is implicit; configure WETH instead"
+            )
         weth = [s for s, t in self.tokens.items() if t.weth]
         if len(weth) > 1:
             raise ValueError(f"tokens: only one token may have weth = true, found {weth}")
@@ -176,7 +178,9 @@ class Settings(BaseSettings):
         member_of: dict[str, str] = {}
         for bucket, members in portfolio.buckets.items():
             if bucket in assets:
-                raise ValueError(f"portfolio.buckets.{bucket}: a bucket cannot share a token's name")
+                raise ValueError(
+                    f"portfolio.buckets.{bucket}: a bucket cannot share a token's name"
+                )
             if not members:
                 raise ValueError(f"portfolio.buckets.{bucket}: a bucket needs members")
             for member in members:
@@ -206,7 +210,9 @@ class Settings(BaseSettings):
         }
         for i, entry in enumerate(portfolio.lp_entries):
             if entry.pool not in keys:
-                raise ValueError(f"portfolio.lp_entries[{i}].pool: no configured pool {entry.pool!r}")
+                raise ValueError(
+                    f"portfolio.lp_entries[{i}].pool: no configured pool {entry.pool!r}"
+                )
 
     # --- derived views --------------------------------------------------------------------
     def unit_of(self, asset: str) -> str:

@@ -20,7 +20,7 @@ class Token:
     weth: bool = False  # the wrapped native coin: priced with native ETH
 
     def to_units(self, raw: Raw) -> float:
-        return raw / 10**self.decimals
+        return float(raw / 10**self.decimals)
 
 
 @dataclass(frozen=True, slots=True)

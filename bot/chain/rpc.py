@@ -141,14 +141,24 @@ class RpcClient:
         (result,) = await self.batch([RpcRequest(method, params)])
         return result
 
-    async def batch(self, requests: Sequence[RpcRequest]) -> list[Any]:
-        """Send `requests` in one HTTP request; results in order, or an error for the batch."""
+    async def batch(
+        self, requests: Sequence[RpcRequest], *, allow_errors: bool = False
+    ) -> list[Any]:
+        """Send `requests` in one HTTP request; results in order.
+
+        A JSON-RPC error in any item raises RpcError, or with `allow_errors` stands in the
+        result list in place of that item's result.
+        """
         last_error: Exception | None = None
         for endpoint in self.endpoints:
             try:
                 if not endpoint.verified:
                     await self._verify(endpoint)
-                return await self._with_retries(endpoint, requests)
+                results = await self._with_retries(endpoint, requests)
+                for item in results:
+                    if isinstance(item, RpcError) and not allow_errors:
+                        raise item
+                return results
             except (TemporaryError, DataError) as err:
                 if isinstance(err, RpcError):
                     raise  # the node understood and refused: another node would too
@@ -159,9 +169,13 @@ class RpcClient:
 
     # --- internals ------------------------------------------------------------------------
     async def _verify(self, endpoint: Endpoint) -> None:
-        chain_hex, head_hex = await self._with_retries(
+        answers = await self._with_retries(
             endpoint, [RpcRequest("eth_chainId"), RpcRequest("eth_blockNumber")]
         )
+        for answer in answers:
+            if isinstance(answer, RpcError):
+                raise DataError(f"endpoint {endpoint.label} refused {answer.method}: {answer}")
+        chain_hex, head_hex = answers
         chain_id = int(chain_hex, 16)
         if chain_id != self.chain_id:
             raise DataError(
@@ -197,8 +211,6 @@ class RpcClient:
         for attempt in range(self.retry.attempts):
             try:
                 return await self._post(endpoint, requests)
-            except RpcError:
-                raise
             except TemporaryError:
                 if attempt == len(delays):
                     raise
@@ -258,14 +270,13 @@ class RpcClient:
             if "error" in item:
                 error = item["error"] if isinstance(item["error"], dict) else {}
                 self.stats.count(request.method, "error")
-                raise RpcError(
-                    request.method,
-                    error.get("code"),
-                    str(error.get("message", item["error"])),
-                    error.get("data"),
+                message = str(error.get("message", item["error"]))
+                results.append(
+                    RpcError(request.method, error.get("code"), message, error.get("data"))
                 )
-            self.stats.count(request.method, "ok")
-            results.append(item["result"])
+            else:
+                self.stats.count(request.method, "ok")
+                results.append(item["result"])
         return results
 
     def _count(self, requests: Sequence[RpcRequest], result: str) -> None:
