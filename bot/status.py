@@ -117,7 +117,8 @@ def as_table(snapshot: Snapshot, valuation: Valuation) -> str:
         f"(base fee {snapshot.base_fee / 1e9:.2f} gwei)",
         f"total value {valuation.total_value:,.2f} {n}",
         "",
-        f"{'asset':<6} {'amount':>18} {'of which LP':>14} {'price':>14} {'value':>16} {'weight':>8}",
+        f"{'asset':<6} {'amount':>18} {'of which LP':>14} {'price':>14} {'value':>16} "
+        f"{'weight':>8}",
     ]
     for a in sorted(valuation.assets, key=lambda a: -a.value):
         lines.append(
