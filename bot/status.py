@@ -131,8 +131,8 @@ def as_table(snapshot: Snapshot, valuation: Valuation) -> str:
     ]
     for u in valuation.units:
         lines.append(
-            f"{u.unit:<8} {','.join(u.members):<18} {u.weight * 100:>7.2f}% {u.target * 100:>7.2f}% "
-            f"{u.drift_abs * 100:>+8.2f}pp {_pct(u.drift_rel):>9}"
+            f"{u.unit:<8} {','.join(u.members):<18} {u.weight * 100:>7.2f}% "
+            f"{u.target * 100:>7.2f}% {u.drift_abs * 100:>+8.2f}pp {_pct(u.drift_rel):>9}"
         )
     if valuation.lp_positions:
         lines += ["", "LP positions"]
