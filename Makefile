@@ -18,7 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	@# npm install, not npm ci: only the linux-amd64 anvil package is published where we install
+	@# from, so the lockfile cannot list the other platforms and npm ci would refuse it.
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 contracts: node_modules/.installed
