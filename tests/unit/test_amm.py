@@ -88,8 +88,9 @@ def test_first_mint_locks_minimum_liquidity() -> None:
     assert amm.liquidity_minted(50, 100, 100, 100, 1000) == 500  # the smaller side counts
 
 
-@given(st.integers(1, 10**30), st.integers(10**6, 10**30), st.integers(10**6, 10**30))
-def test_zap_leaves_almost_nothing_unused(amount: int, reserve_in: int, reserve_out: int) -> None:
+@given(st.data(), st.integers(10**6, 10**30), st.integers(10**6, 10**30))
+def test_zap_leaves_almost_nothing_unused(data: st.DataObject, reserve_in: int, reserve_out: int) -> None:
+    amount = data.draw(st.integers(1, reserve_in), label="amount")  # up to the pool's own size
     swap = amm.zap_swap_amount(amount, reserve_in)
     assert 0 <= swap < amount
     out = amm.get_amount_out(swap, reserve_in, reserve_out) if swap else 0
