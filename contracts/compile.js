@@ -23,7 +23,7 @@ const input = {
   settings: {
     optimizer: { enabled: true, runs: 200 },
     evmVersion: "cancun",
-    outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } },
+    outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
   },
 };
 const output = JSON.parse(solc.compile(JSON.stringify(input)));
@@ -36,7 +36,12 @@ if (errors.length) {
 const artifacts = {};
 for (const file of Object.keys(output.contracts)) {
   for (const [name, c] of Object.entries(output.contracts[file])) {
-    artifacts[`${name}.json`] = { abi: c.abi, bytecode: "0x" + c.evm.bytecode.object, compiler: solc.version() };
+    artifacts[`${name}.json`] = {
+      abi: c.abi,
+      bytecode: "0x" + c.evm.bytecode.object,
+      deployedBytecode: "0x" + c.evm.deployedBytecode.object,
+      compiler: solc.version(),
+    };
   }
 }
 const uniswap = {

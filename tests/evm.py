@@ -31,7 +31,9 @@ def word(value: int) -> str:
 
 
 def mapping_slot(key: str | int, slot: int) -> int:
-    raw_key = bytes.fromhex(key[2:]).rjust(32, b"\0") if isinstance(key, str) else key.to_bytes(32, "big")
+    raw_key = (
+        bytes.fromhex(key[2:]).rjust(32, b"\0") if isinstance(key, str) else key.to_bytes(32, "big")
+    )
     return int.from_bytes(keccak(raw_key + slot.to_bytes(32, "big")), "big")
 
 
@@ -66,12 +68,16 @@ class FastRpc:
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+        self._conn = http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port, timeout=30
+        )
         self._id = 0
 
     def request(self, method: str, *params: Any) -> Any:
         self._id += 1
-        body = json.dumps({"jsonrpc": "2.0", "id": self._id, "method": method, "params": list(params)})
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": self._id, "method": method, "params": list(params)}
+        )
         self._conn.request("POST", "/", body, {"Content-Type": "application/json"})
         answer = json.loads(self._conn.getresponse().read())
         if "error" in answer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 
 from eth_utils.abi import function_signature_to_4byte_selector
@@ -30,10 +31,16 @@ def address_arg(address: str) -> bytes:
     return bytes.fromhex(address[2:]).rjust(32, b"\0")
 
 
-@cache
-def snapshot_reader_code() -> bytes:
-    """Creation code of contracts/SnapshotReader.sol, compiled into contracts_abi/."""
-    import json
+# Where eth_call's state override places the reader's runtime code: an address with no code
+# on any chain we know of (the override replaces whatever is there, for that call only).
+READER_ADDRESS = "0x00000000000000000000000000000000005eade2"
+SNAPSHOT = selector("snapshot(address,address[],address[],address[])")
+AGGREGATE = selector("aggregate(address[],bytes[])")
 
+
+@cache
+def snapshot_reader_runtime() -> str:
+    """Runtime code of contracts/SnapshotReader.sol (compiled into contracts_abi/), as hex."""
     artifact = json.loads((CONTRACTS_ABI / "SnapshotReader.json").read_text())
-    return bytes.fromhex(artifact["bytecode"][2:])
+    code: str = artifact["deployedBytecode"]
+    return code

@@ -1,17 +1,17 @@
 """The Snapshot reader: every value the keeper needs, pinned to one block, in two round trips.
 
 Round trip 1 fetches the head block (number, hash, timestamp, base fee). Round trip 2 is one
-JSON-RPC batch holding a single eth_call pinned to that block hash (EIP-1898), whose init code
-is the deployless SnapshotReader: the node runs every balanceOf / getReserves / ... inside one
-EVM execution, so the answer cannot mix blocks and its size does not grow the round trips. When a
-TWAP window is configured, the same batch carries a second call at the block one window back.
+JSON-RPC batch holding one eth_call pinned to that block hash (EIP-1898) to the SnapshotReader,
+whose runtime code the call itself supplies as a state override: the node runs every balanceOf /
+getReserves / ... read inside one EVM execution, so the answer cannot mix blocks and its cost in
+round trips does not grow with the number of pools. When a TWAP window is configured, the same
+batch carries a second call at the block one window back.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import decode, encode
@@ -24,52 +24,45 @@ from bot.errors import ConfigError, DataError
 from bot.settings import Settings
 from bot.types import Address, Pool, PoolObservation, PoolState, Snapshot
 
-_READER_OUTPUT = ("uint256", "uint256", "uint256", "uint256", "uint256[]", "bool[]", "bytes[]")
 _ZERO = "0x" + "0" * 40
+PAIR_FIELDS = (
+    "token0",
+    "token1",
+    "reserve0",
+    "reserve1",
+    "blockTimestampLast",
+    "totalSupply",
+    "kLast",
+    "price0CumulativeLast",
+    "price1CumulativeLast",
+    "balanceOf(wallet)",
+)
+_WORDS_PER_PAIR = len(PAIR_FIELDS)
 
 
-@dataclass(frozen=True, slots=True)
-class _Read:
-    target: str
-    calldata: bytes
-    what: str  # for error messages: "USDC.balanceOf(wallet)"
+def _eth_call(selector: bytes, types: list[str], args: list[Any], block: Any) -> RpcRequest:
+    tx = {"to": abi.READER_ADDRESS, "data": "0x" + (selector + encode(types, args)).hex()}
+    override = {abi.READER_ADDRESS: {"code": abi.snapshot_reader_runtime()}}
+    return RpcRequest("eth_call", (tx, block, override))
 
 
-def _reader_call(holders: Sequence[str], reads: Sequence[_Read]) -> dict[str, str]:
-    args = encode(
-        ["address[]", "address[]", "bytes[]"],
-        [list(holders), [r.target for r in reads], [r.calldata for r in reads]],
-    )
-    return {"data": "0x" + (abi.snapshot_reader_code() + args).hex()}
-
-
-def _decode_reader(
-    raw: Any, reads: Sequence[_Read]
-) -> tuple[int, int, int, int, list[int], list[bytes]]:
+def _hex_bytes(raw: Any, what: str) -> bytes:
     if not isinstance(raw, str) or not raw.startswith("0x"):
-        raise DataError(f"the snapshot eth_call returned {type(raw).__name__}, not hex data")
+        raise DataError(f"{what}: the node returned {type(raw).__name__}, not hex data")
     try:
-        number, timestamp, base_fee, chain_id, eth, ok, results = decode(
-            list(_READER_OUTPUT), bytes.fromhex(raw[2:])
-        )
-    except (DecodingError, ValueError) as err:
-        raise DataError(f"the snapshot answer is malformed or truncated ({err})") from None
-    if len(ok) != len(reads) or len(results) != len(reads):
-        raise DataError(f"the snapshot answer has {len(results)} results for {len(reads)} reads")
-    for read, success in zip(reads, ok, strict=True):
-        if not success:
-            raise DataError(f"{read.what} reverted")
-    return number, timestamp, base_fee, chain_id, list(eth), list(results)
+        return bytes.fromhex(raw[2:])
+    except ValueError:
+        raise DataError(f"{what}: the answer is malformed or truncated (not valid hex)") from None
 
 
-def _words(data: bytes, count: int, what: str) -> list[int]:
-    if len(data) < 32 * count:
-        raise DataError(f"{what} returned {len(data)} bytes, expected {32 * count}")
-    return [int.from_bytes(data[32 * i : 32 * i + 32], "big") for i in range(count)]
+def _decode(types: list[str], raw: Any, what: str) -> tuple[Any, ...]:
+    try:
+        return tuple(decode(types, _hex_bytes(raw, what)))
+    except (DecodingError, ValueError, OverflowError) as err:
+        raise DataError(f"{what}: the answer is malformed or truncated ({err})") from None
 
 
-def _address(data: bytes, what: str) -> str:
-    (word,) = _words(data, 1, what)
+def _as_address(word: int, what: str) -> str:
     if word >> 160:
         raise DataError(f"{what} returned a value that is not an address")
     return str(to_checksum_address(word.to_bytes(20, "big")))
@@ -83,16 +76,8 @@ class SnapshotReader:
         self.settings = settings
         self.pools = tuple(pools)
         self.wallet = Address(settings.wallet.address)
-        self._reads = self._snapshot_reads()
-        self._history_reads = [
-            _Read(pool.address, selector, f"pool {pool.key} {name}")
-            for pool in self.pools
-            for name, selector in (
-                ("getReserves", abi.GET_RESERVES),
-                ("price0CumulativeLast", abi.PRICE0_CUMULATIVE),
-                ("price1CumulativeLast", abi.PRICE1_CUMULATIVE),
-            )
-        ]
+        self.symbols = list(settings.tokens)
+        self.venues = list(settings.venues)
         window = settings.valuation.twap_window_seconds
         self.history_blocks = math.ceil(window / settings.chain.block_time_seconds)
 
@@ -101,27 +86,34 @@ class SnapshotReader:
         """Resolve pool addresses (factory.getPair) and check token decimals, in one read."""
         return cls(rpc, settings, await resolve_pools(rpc, settings))
 
-    def _snapshot_reads(self) -> list[_Read]:
-        wallet = abi.address_arg(self.wallet)
-        reads = [
-            _Read(token.address, abi.BALANCE_OF + wallet, f"{symbol}.balanceOf(wallet)")
-            for symbol, token in self.settings.tokens.items()
-        ]
-        for pool in self.pools:
-            for name, calldata in (
-                ("token0", abi.TOKEN0),
-                ("token1", abi.TOKEN1),
-                ("getReserves", abi.GET_RESERVES),
-                ("totalSupply", abi.TOTAL_SUPPLY),
-                ("kLast", abi.K_LAST),
-                ("price0CumulativeLast", abi.PRICE0_CUMULATIVE),
-                ("price1CumulativeLast", abi.PRICE1_CUMULATIVE),
-                ("balanceOf(wallet)", abi.BALANCE_OF + wallet),
-            ):
-                reads.append(_Read(pool.address, calldata, f"pool {pool.key} {name}"))
-        for venue, spec in self.settings.venues.items():
-            reads.append(_Read(spec.factory, abi.FEE_TO, f"venue {venue} factory.feeTo"))
-        return reads
+    def _request(self, block: Any, *, full: bool) -> RpcRequest:
+        tokens = [self.settings.tokens[s].address for s in self.symbols] if full else []
+        factories = [self.settings.venues[v].factory for v in self.venues] if full else []
+        return _eth_call(
+            abi.SNAPSHOT,
+            ["address", "address[]", "address[]", "address[]"],
+            [self.wallet, tokens, [p.address for p in self.pools], factories],
+            block,
+        )
+
+    def _describe(self, index: int, full: bool) -> str:
+        n_tokens = len(self.symbols) if full else 0
+        if index < n_tokens:
+            return f"{self.symbols[index]}.balanceOf(wallet)"
+        index -= n_tokens
+        if index < len(self.pools) * _WORDS_PER_PAIR:
+            pool = self.pools[index // _WORDS_PER_PAIR]
+            return f"pool {pool.key} {PAIR_FIELDS[index % _WORDS_PER_PAIR]}"
+        return f"venue {self.venues[index - len(self.pools) * _WORDS_PER_PAIR]} factory.feeTo"
+
+    def _words(self, raw: Any, full: bool, what: str) -> tuple[list[int], list[int], list[int]]:
+        header, words, failed = _decode(["uint256[5]", "uint256[]", "uint256[]"], raw, what)
+        expected = len(self.pools) * _WORDS_PER_PAIR + (
+            len(self.symbols) + len(self.venues) if full else 0
+        )
+        if len(words) != expected:
+            raise DataError(f"{what}: {len(words)} values for {expected} reads")
+        return list(header), list(words), list(failed)
 
     async def snapshot(self) -> Snapshot:
         (head,) = await self.rpc.batch([RpcRequest("eth_getBlockByNumber", ("latest", False))])
@@ -135,21 +127,19 @@ class SnapshotReader:
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"the head block is malformed ({err})") from None
 
-        requests = [
-            RpcRequest(
-                "eth_call", (_reader_call([self.wallet], self._reads), {"blockHash": block_hash})
-            )
-        ]
+        requests = [self._request({"blockHash": block_hash}, full=True)]
         history_block = number - self.history_blocks
         if history_block >= 1:
-            call = _reader_call([], self._history_reads)
-            requests.append(RpcRequest("eth_call", (call, hex(history_block))))
+            requests.append(self._request(hex(history_block), full=False))
         answers = await self.rpc.batch(requests, allow_errors=True)
         if isinstance(answers[0], RpcError):
             raise DataError(f"the snapshot read at block {number} failed: {answers[0]}")
 
-        got_number, _, _, chain_id, eth, results = _decode_reader(answers[0], self._reads)
-        if got_number != number:
+        header, words, failed = self._words(answers[0], True, "the snapshot read")
+        if failed:
+            raise DataError(f"{self._describe(failed[0], True)} reverted or answered short")
+        got_number, got_timestamp, _, chain_id, eth_balance = header
+        if got_number != number or got_timestamp != timestamp:
             raise DataError(
                 f"the node answered from block {got_number} when asked for block {number} "
                 f"({block_hash}): refusing a snapshot that mixes blocks"
@@ -158,10 +148,9 @@ class SnapshotReader:
             raise DataError(
                 f"the node runs chain id {chain_id}, the config says {self.settings.chain.chain_id}"
             )
-
         history, history_timestamp = self._history(answers[1] if len(answers) > 1 else None)
         return self._assemble(
-            number, block_hash, timestamp, base_fee, eth[0], results, history, history_timestamp
+            number, block_hash, timestamp, base_fee, eth_balance, words, history, history_timestamp
         )
 
     def _history(self, answer: Any) -> tuple[tuple[PoolObservation, ...], int | None]:
@@ -170,20 +159,17 @@ class SnapshotReader:
         if answer is None or isinstance(answer, RpcError):
             return (), None
         try:
-            _, timestamp, _, _, _, results = _decode_reader(answer, self._history_reads)
+            header, words, failed = self._words(answer, False, "the TWAP history read")
         except DataError:
             return (), None
+        unreadable = {index // _WORDS_PER_PAIR for index in failed}  # pools not deployed yet
         observations = []
         for i, pool in enumerate(self.pools):
-            reserves, cum0, cum1 = results[3 * i : 3 * i + 3]
-            try:
-                r0, r1, t_last = _words(reserves, 3, f"pool {pool.key} getReserves")
-                (p0,) = _words(cum0, 1, f"pool {pool.key} price0CumulativeLast")
-                (p1,) = _words(cum1, 1, f"pool {pool.key} price1CumulativeLast")
-            except DataError:
-                continue  # the pool did not exist yet a window ago
-            observations.append(PoolObservation(pool.key, timestamp, r0, r1, t_last, p0, p1))
-        return tuple(observations), timestamp
+            if i in unreadable:
+                continue
+            w = words[i * _WORDS_PER_PAIR : (i + 1) * _WORDS_PER_PAIR]
+            observations.append(PoolObservation(pool.key, header[1], w[2], w[3], w[4], w[7], w[8]))
+        return tuple(observations), header[1]
 
     def _assemble(
         self,
@@ -192,50 +178,41 @@ class SnapshotReader:
         timestamp: int,
         base_fee: int,
         eth_balance: int,
-        results: list[bytes],
+        words: list[int],
         history: tuple[PoolObservation, ...],
         history_timestamp: int | None,
     ) -> Snapshot:
-        it = iter(zip(self._reads, results, strict=True))
-        balances = []
-        for symbol in self.settings.tokens:
-            read, data = next(it)
-            balances.append((symbol, _words(data, 1, read.what)[0]))
-        pool_data = []
-        for pool in self.pools:
-            values = {}
-            for _ in range(8):
-                read, data = next(it)
-                values[read.what.rsplit(" ", 1)[-1]] = (read, data)
-            pool_data.append((pool, values))
-        fee_to = []
-        for venue in self.settings.venues:
-            read, data = next(it)
-            fee_to.append((venue, Address(_address(data, read.what))))
+        n_tokens = len(self.symbols)
+        balances = tuple(zip(self.symbols, words[:n_tokens], strict=True))
+        fee_words = words[n_tokens + len(self.pools) * _WORDS_PER_PAIR :]
+        fee_to = tuple(
+            (venue, Address(_as_address(word, f"venue {venue} factory.feeTo")))
+            for venue, word in zip(self.venues, fee_words, strict=True)
+        )
         fee_on = {venue: address != _ZERO for venue, address in fee_to}
-
-        states = []
         addresses = {symbol: token.address for symbol, token in self.settings.tokens.items()}
-        for pool, values in pool_data:
-            token0 = _address(values["token0"][1], values["token0"][0].what)
-            token1 = _address(values["token1"][1], values["token1"][0].what)
+        states = []
+        for i, pool in enumerate(self.pools):
+            start = n_tokens + i * _WORDS_PER_PAIR
+            w = words[start : start + _WORDS_PER_PAIR]
+            token0 = _as_address(w[0], f"pool {pool.key} token0")
+            token1 = _as_address(w[1], f"pool {pool.key} token1")
             if (token0, token1) != (addresses[pool.token0], addresses[pool.token1]):
                 raise DataError(
                     f"pool {pool.key} at {pool.address} holds other tokens than configured"
                 )
-            r0, r1, t_last = _words(values["getReserves"][1], 3, values["getReserves"][0].what)
             states.append(
                 PoolState(
                     pool=pool,
-                    reserve0=r0,
-                    reserve1=r1,
-                    block_timestamp_last=t_last,
-                    total_supply=self._word(values, "totalSupply"),
-                    k_last=self._word(values, "kLast"),
-                    price0_cumulative_last=self._word(values, "price0CumulativeLast"),
-                    price1_cumulative_last=self._word(values, "price1CumulativeLast"),
+                    reserve0=w[2],
+                    reserve1=w[3],
+                    block_timestamp_last=w[4],
+                    total_supply=w[5],
+                    k_last=w[6],
+                    price0_cumulative_last=w[7],
+                    price1_cumulative_last=w[8],
                     fee_on=fee_on[pool.venue],
-                    wallet_lp=self._word(values, "balanceOf(wallet)"),
+                    wallet_lp=w[9],
                 )
             )
         return Snapshot(
@@ -246,59 +223,60 @@ class SnapshotReader:
             base_fee=base_fee,
             wallet=self.wallet,
             eth_balance=eth_balance,
-            balances=tuple(balances),
+            balances=balances,
             pools=tuple(states),
-            fee_to=tuple(fee_to),
+            fee_to=fee_to,
             history=history,
             history_timestamp=history_timestamp,
         )
 
-    @staticmethod
-    def _word(values: dict[str, tuple[_Read, bytes]], name: str) -> int:
-        read, data = values[name]
-        return _words(data, 1, read.what)[0]
-
 
 async def resolve_pools(rpc: RpcClient, settings: Settings) -> tuple[Pool, ...]:
     """Pool addresses from factory.getPair where not configured, and token decimals checked."""
-    reads = [
-        _Read(token.address, abi.DECIMALS, f"{symbol}.decimals()")
-        for symbol, token in settings.tokens.items()
-    ]
+    targets: list[str] = []
+    calls: list[bytes] = []
+    for token in settings.tokens.values():
+        targets.append(token.address)
+        calls.append(abi.DECIMALS)
     for spec in settings.pools:
         a, b = (settings.tokens[s].address for s in spec.tokens)
-        venue = settings.venues[spec.venue]
-        reads.append(
-            _Read(
-                venue.factory,
-                abi.GET_PAIR + abi.address_arg(a) + abi.address_arg(b),
-                f"pool {spec.key} getPair",
-            )
-        )
-    (answer,) = await rpc.batch([RpcRequest("eth_call", (_reader_call([], reads), "latest"))])
-    _, _, _, _, _, results = _decode_reader(answer, reads)
-    for (symbol, token), data in zip(settings.tokens.items(), results, strict=False):
-        (decimals,) = _words(data, 1, f"{symbol}.decimals()")
+        targets.append(settings.venues[spec.venue].factory)
+        calls.append(abi.GET_PAIR + abi.address_arg(a) + abi.address_arg(b))
+    request = _eth_call(abi.AGGREGATE, ["address[]", "bytes[]"], [targets, calls], "latest")
+    (answer,) = await rpc.batch([request])
+    _, ok, results = _decode(["uint256", "bool[]", "bytes[]"], answer, "the setup read")
+    if len(ok) != len(calls) or len(results) != len(calls):
+        raise DataError(f"the setup read returned {len(results)} results for {len(calls)} reads")
+
+    def word(i: int, what: str) -> int:
+        if not ok[i] or len(results[i]) < 32:
+            raise ConfigError(f"{what} reverted: is the address right, and is it on this chain?")
+        return int.from_bytes(results[i][:32], "big")
+
+    for i, (symbol, token) in enumerate(settings.tokens.items()):
+        decimals = word(i, f"tokens.{symbol}: decimals() at {token.address}")
         if decimals != token.decimals:
             raise ConfigError(
                 f"tokens.{symbol}.decimals: the config says {token.decimals}, the token at "
                 f"{token.address} says {decimals}"
             )
     pools = []
-    for spec, data in zip(settings.pools, results[len(settings.tokens) :], strict=True):
-        found = _address(data, f"pool {spec.key} getPair")
+    offset = len(settings.tokens)
+    for i, spec in enumerate(settings.pools):
+        venue = settings.venues[spec.venue]
+        what = f"pools[{i}] ({spec.key}): factory.getPair at {venue.factory}"
+        found = _as_address(word(offset + i, what), what)
         if found == _ZERO:
             raise ConfigError(
-                f"pools: venue {spec.venue} has no {spec.tokens[0]}/{spec.tokens[1]} pair"
+                f"pools[{i}]: venue {spec.venue} has no {spec.tokens[0]}/{spec.tokens[1]} pair"
             )
         if spec.address is not None and spec.address != found:
-            raise ConfigError(f"pools: {spec.key} is at {found}, the config says {spec.address}")
+            raise ConfigError(
+                f"pools[{i}].address: {spec.key} is at {found}, the config says {spec.address}"
+            )
         a, b = spec.tokens
-        token0, token1 = (
-            (a, b)
-            if int(settings.tokens[a].address, 16) < int(settings.tokens[b].address, 16)
-            else (b, a)
-        )
+        a_first = int(settings.tokens[a].address, 16) < int(settings.tokens[b].address, 16)
+        token0, token1 = (a, b) if a_first else (b, a)
         pools.append(
             Pool(
                 key=spec.key,
@@ -306,8 +284,8 @@ async def resolve_pools(rpc: RpcClient, settings: Settings) -> tuple[Pool, ...]:
                 address=Address(found),
                 token0=token0,
                 token1=token1,
-                fee_bps=settings.venues[spec.venue].fee_bps,
-                factory=Address(settings.venues[spec.venue].factory),
+                fee_bps=venue.fee_bps,
+                factory=Address(venue.factory),
             )
         )
     return tuple(pools)

@@ -118,6 +118,7 @@ class RpcClient:
         self.max_lag_blocks = max_lag_blocks
         self.stats = RpcStats()
         self._ids = itertools.count(1)
+        self._current = 0
         self._session: aiohttp.ClientSession | None = None
         self._on_request = on_request  # test hook: runs before each HTTP request
 
@@ -150,7 +151,10 @@ class RpcClient:
         result list in place of that item's result.
         """
         last_error: Exception | None = None
-        for endpoint in self.endpoints:
+        # Start from the endpoint that last worked, so a dead primary costs one failure, not one
+        # per request; the others are still tried, in order, when it fails.
+        order = self.endpoints[self._current :] + self.endpoints[: self._current]
+        for endpoint in order:
             try:
                 if not endpoint.verified:
                     await self._verify(endpoint)
@@ -158,6 +162,7 @@ class RpcClient:
                 for item in results:
                     if isinstance(item, RpcError) and not allow_errors:
                         raise item
+                self._current = self.endpoints.index(endpoint)
                 return results
             except (TemporaryError, DataError) as err:
                 if isinstance(err, RpcError):

@@ -81,16 +81,34 @@ def rpc(anvil_chain: Chain) -> Iterator[FastRpc]:
 def _hops(chain: Chain, path: list[str], reserves: list[tuple[int, int]]) -> Overrides:
     """Override each hop's pair so that (reserve_in, reserve_out) are as drawn."""
     overrides = Overrides()
-    for (token_in, token_out), (reserve_in, reserve_out) in zip(zip(path, path[1:], strict=False), reserves, strict=True):
+    for (token_in, token_out), (reserve_in, reserve_out) in zip(
+        zip(path, path[1:], strict=False), reserves, strict=True
+    ):
         pool = chain.pool(POOL_OF[frozenset((token_in, token_out))])
-        r0, r1 = (reserve_in, reserve_out) if pool["token0"] == token_in else (reserve_out, reserve_in)
+        r0, r1 = (
+            (reserve_in, reserve_out) if pool["token0"] == token_in else (reserve_out, reserve_in)
+        )
         overrides.set(pool["address"], PAIR_RESERVES, reserves_word(r0, r1))
     return overrides
 
 
-def _router_or_error(rpc: FastRpc, router: str, signature: str, amount_arg: int, path: list[str], overrides: Overrides) -> list[int] | None:
+def _router_or_error(
+    rpc: FastRpc,
+    router: str,
+    signature: str,
+    amount_arg: int,
+    path: list[str],
+    overrides: Overrides,
+) -> list[int] | None:
     try:
-        (amounts,) = rpc.call(router, signature, ["uint256", "address[]"], [amount_arg, path], ["uint256[]"], overrides=overrides)
+        (amounts,) = rpc.call(
+            router,
+            signature,
+            ["uint256", "address[]"],
+            [amount_arg, path],
+            ["uint256[]"],
+            overrides=overrides,
+        )
     except RevertError:
         return None
     return list(amounts)
@@ -105,13 +123,28 @@ def _ours(function: Any, *args: Any) -> Any:
 
 @CASES
 @given(data=st.data())
-def test_get_amounts_out_equals_router(anvil_chain: Chain, rpc: FastRpc, data: st.DataObject) -> None:
+def test_get_amounts_out_equals_router(
+    anvil_chain: Chain, rpc: FastRpc, data: st.DataObject
+) -> None:
     path = data.draw(st.sampled_from(PATHS))
-    hops = data.draw(st.lists(st.tuples(maybe_zero_reserve, maybe_zero_reserve), min_size=len(path) - 1, max_size=len(path) - 1))
+    hops = data.draw(
+        st.lists(
+            st.tuples(maybe_zero_reserve, maybe_zero_reserve),
+            min_size=len(path) - 1,
+            max_size=len(path) - 1,
+        )
+    )
     amount_in = data.draw(amount)
     router = anvil_chain.manifest["venues"]["uniswap"]["router"]
     addresses = [anvil_chain.token(s) for s in path]
-    theirs = _router_or_error(rpc, router, "getAmountsOut(uint256,address[])", amount_in, addresses, _hops(anvil_chain, path, hops))
+    theirs = _router_or_error(
+        rpc,
+        router,
+        "getAmountsOut(uint256,address[])",
+        amount_in,
+        addresses,
+        _hops(anvil_chain, path, hops),
+    )
     ours = _ours(amm.get_amounts_out, amount_in, hops)
     assert ours == theirs
     if len(path) == 2 and ours is not None:
@@ -120,20 +153,43 @@ def test_get_amounts_out_equals_router(anvil_chain: Chain, rpc: FastRpc, data: s
 
 @CASES
 @given(data=st.data())
-def test_get_amounts_in_equals_router(anvil_chain: Chain, rpc: FastRpc, data: st.DataObject) -> None:
+def test_get_amounts_in_equals_router(
+    anvil_chain: Chain, rpc: FastRpc, data: st.DataObject
+) -> None:
     path = data.draw(st.sampled_from(PATHS))
-    hops = data.draw(st.lists(st.tuples(maybe_zero_reserve, maybe_zero_reserve), min_size=len(path) - 1, max_size=len(path) - 1))
+    hops = data.draw(
+        st.lists(
+            st.tuples(maybe_zero_reserve, maybe_zero_reserve),
+            min_size=len(path) - 1,
+            max_size=len(path) - 1,
+        )
+    )
     # Outputs near the reserve are where getAmountIn reverts; draw them often.
     last_reserve = hops[-1][1]
-    amount_out = data.draw(st.one_of(amount, st.integers(max(last_reserve - 3, 0), last_reserve + 1), st.integers(0, max(last_reserve, 1))))
+    amount_out = data.draw(
+        st.one_of(
+            amount,
+            st.integers(max(last_reserve - 3, 0), last_reserve + 1),
+            st.integers(0, max(last_reserve, 1)),
+        )
+    )
     router = anvil_chain.manifest["venues"]["uniswap"]["router"]
     addresses = [anvil_chain.token(s) for s in path]
-    theirs = _router_or_error(rpc, router, "getAmountsIn(uint256,address[])", amount_out, addresses, _hops(anvil_chain, path, hops))
+    theirs = _router_or_error(
+        rpc,
+        router,
+        "getAmountsIn(uint256,address[])",
+        amount_out,
+        addresses,
+        _hops(anvil_chain, path, hops),
+    )
     ours = _ours(amm.get_amounts_in, amount_out, hops)
     assert ours == theirs
 
 
-def _pair_state(chain: Chain, key: str, r0: int, r1: int, supply: int, k_last: int) -> tuple[dict[str, Any], Overrides]:
+def _pair_state(
+    chain: Chain, key: str, r0: int, r1: int, supply: int, k_last: int
+) -> tuple[dict[str, Any], Overrides]:
     pool = chain.pool(key)
     pair = pool["address"]
     overrides = Overrides()
@@ -152,14 +208,27 @@ LP_POOLS = {"uniswap:USDC/WETH": False, "sushiswap:WBTC/WETH": True}  # key -> p
 
 @CASES
 @given(data=st.data())
-def test_lp_underlying_equals_remove_liquidity(anvil_chain: Chain, rpc: FastRpc, data: st.DataObject) -> None:
+def test_lp_underlying_equals_remove_liquidity(
+    anvil_chain: Chain, rpc: FastRpc, data: st.DataObject
+) -> None:
     key = data.draw(st.sampled_from(sorted(LP_POOLS)))
     fee_on = LP_POOLS[key]
     r0, r1 = data.draw(reserve), data.draw(reserve)
-    supply = data.draw(st.one_of(st.integers(1, 2**128), st.integers(1, 10**6), st.sampled_from([1, 1000, 2**128])))
-    liquidity = data.draw(st.one_of(st.integers(1, supply), st.just(supply), st.integers(1, min(supply, 1000))))
+    supply = data.draw(
+        st.one_of(st.integers(1, 2**128), st.integers(1, 10**6), st.sampled_from([1, 1000, 2**128]))
+    )
+    liquidity = data.draw(
+        st.one_of(st.integers(1, supply), st.just(supply), st.integers(1, min(supply, 1000)))
+    )
     k = r0 * r1
-    k_last = data.draw(st.one_of(st.just(0), st.integers(0, k), st.integers(max(k - k // 100, 0), k), st.integers(k, k * 2)))
+    k_last = data.draw(
+        st.one_of(
+            st.just(0),
+            st.integers(0, k),
+            st.integers(max(k - k // 100, 0), k),
+            st.integers(k, k * 2),
+        )
+    )
     pool, overrides = _pair_state(anvil_chain, key, r0, r1, supply, k_last)
     wallet = anvil_chain.manifest["keeper"]["address"]
     router = anvil_chain.manifest["venues"][pool["venue"]]["router"]
@@ -184,13 +253,17 @@ def test_lp_underlying_equals_remove_liquidity(anvil_chain: Chain, rpc: FastRpc,
 
 @CASES
 @given(data=st.data())
-def test_liquidity_minted_equals_add_liquidity(anvil_chain: Chain, rpc: FastRpc, data: st.DataObject) -> None:
+def test_liquidity_minted_equals_add_liquidity(
+    anvil_chain: Chain, rpc: FastRpc, data: st.DataObject
+) -> None:
     key = data.draw(st.sampled_from(sorted(LP_POOLS)))
     fee_on = LP_POOLS[key]
     r0, r1 = data.draw(reserve), data.draw(reserve)
     supply = data.draw(st.one_of(st.integers(1001, 2**128), st.integers(1001, 10**9)))
     k = r0 * r1
-    k_last = data.draw(st.one_of(st.just(0), st.integers(0, k), st.integers(max(k - k // 100, 0), k)))
+    k_last = data.draw(
+        st.one_of(st.just(0), st.integers(0, k), st.integers(max(k - k // 100, 0), k))
+    )
     desired0 = data.draw(st.one_of(st.integers(1, U112), st.integers(1, 10**12), st.just(U112)))
     desired1 = data.draw(st.one_of(st.integers(1, U112), st.integers(1, 10**12), st.just(U112)))
     pool, overrides = _pair_state(anvil_chain, key, r0, r1, supply, k_last)
@@ -199,13 +272,24 @@ def test_liquidity_minted_equals_add_liquidity(anvil_chain: Chain, rpc: FastRpc,
     for symbol, desired in ((pool["token0"], desired0), (pool["token1"], desired1)):
         balance_slot, allowance_slot = TOKEN_SLOTS["weth9" if symbol == "WETH" else "fixture"]
         overrides.set(anvil_chain.token(symbol), mapping_slot(wallet, balance_slot), desired)
-        overrides.set(anvil_chain.token(symbol), nested_slot(wallet, router, allowance_slot), MAX_UINT)
+        overrides.set(
+            anvil_chain.token(symbol), nested_slot(wallet, router, allowance_slot), MAX_UINT
+        )
     token0, token1 = anvil_chain.token(pool["token0"]), anvil_chain.token(pool["token1"])
     try:
         theirs: tuple[int, ...] | None = rpc.call(
             router,
             "addLiquidity(address,address,uint256,uint256,uint256,uint256,address,uint256)",
-            ["address", "address", "uint256", "uint256", "uint256", "uint256", "address", "uint256"],
+            [
+                "address",
+                "address",
+                "uint256",
+                "uint256",
+                "uint256",
+                "uint256",
+                "address",
+                "uint256",
+            ],
             [token0, token1, desired0, desired1, 0, 0, wallet, 2**63],
             ["uint256", "uint256", "uint256"],
             sender=wallet,
@@ -215,7 +299,11 @@ def test_liquidity_minted_equals_add_liquidity(anvil_chain: Chain, rpc: FastRpc,
         theirs = None
     try:
         amount0, amount1 = amm.add_liquidity_amounts(desired0, desired1, r0, r1)
-        ours: tuple[int, ...] | None = (amount0, amount1, amm.liquidity_minted(amount0, amount1, r0, r1, supply, k_last, fee_on))
+        ours: tuple[int, ...] | None = (
+            amount0,
+            amount1,
+            amm.liquidity_minted(amount0, amount1, r0, r1, supply, k_last, fee_on),
+        )
     except ValueError:
         ours = None
     assert ours == theirs

@@ -20,14 +20,21 @@ def test_get_amount_out_by_hand() -> None:
 def test_get_amount_in_by_hand() -> None:
     # floor(1000 * 1e21 * 1992013962 / (997 * (2e12 - 1992013962))) + 1
     assert amm.get_amount_in(1_992_013_962, 10**21, 2 * 10**12) == 999_999_999_959_896_868
-    assert amm.get_amount_out(amm.get_amount_in(1_992_013_962, 10**21, 2 * 10**12), 10**21, 2 * 10**12) >= 1_992_013_962
+    assert (
+        amm.get_amount_out(amm.get_amount_in(1_992_013_962, 10**21, 2 * 10**12), 10**21, 2 * 10**12)
+        >= 1_992_013_962
+    )
 
 
 def test_fee_bps_generalises_997_over_1000() -> None:
-    assert amm.get_amount_out(10**18, 10**21, 2 * 10**12, fee_bps=30) == amm.get_amount_out(10**18, 10**21, 2 * 10**12)
+    assert amm.get_amount_out(10**18, 10**21, 2 * 10**12, fee_bps=30) == amm.get_amount_out(
+        10**18, 10**21, 2 * 10**12
+    )
     assert amm.get_amount_out(10**6, 10**9, 10**9, fee_bps=0) == 10**15 // (10**9 + 10**6)
     # 0.25% (PancakeSwap-style): floor(9975 a R / (10000 r + 9975 a))
-    assert amm.get_amount_out(10**6, 10**9, 10**9, fee_bps=25) == 9975 * 10**15 // (10**13 + 9975 * 10**6)
+    assert amm.get_amount_out(10**6, 10**9, 10**9, fee_bps=25) == 9975 * 10**15 // (
+        10**13 + 9975 * 10**6
+    )
 
 
 def test_multi_hop_chains_outputs() -> None:
@@ -89,7 +96,9 @@ def test_first_mint_locks_minimum_liquidity() -> None:
 
 
 @given(st.data(), st.integers(10**6, 10**30), st.integers(10**6, 10**30))
-def test_zap_leaves_almost_nothing_unused(data: st.DataObject, reserve_in: int, reserve_out: int) -> None:
+def test_zap_leaves_almost_nothing_unused(
+    data: st.DataObject, reserve_in: int, reserve_out: int
+) -> None:
     amount = data.draw(st.integers(1, reserve_in), label="amount")  # up to the pool's own size
     swap = amm.zap_swap_amount(amount, reserve_in)
     assert 0 <= swap < amount
@@ -104,7 +113,10 @@ def test_zap_leaves_almost_nothing_unused(data: st.DataObject, reserve_in: int, 
 
 def test_zap_matches_the_design_formula_at_30_bps() -> None:
     a, r = 10**18, 10**21
-    assert amm.zap_swap_amount(a, r) == (math.isqrt(r * (3988009 * r + 3988000 * a)) - 1997 * r) // 1994
+    assert (
+        amm.zap_swap_amount(a, r)
+        == (math.isqrt(r * (3988009 * r + 3988000 * a)) - 1997 * r) // 1994
+    )
 
 
 @pytest.mark.parametrize(("ratio", "loss"), [(1.0, 0.0), (2.0, -0.0572), (4.0, -0.2), (0.25, -0.2)])
