@@ -7,6 +7,7 @@ reverts, bot.amm must raise ValueError, and the other way round.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,7 +83,7 @@ def _hops(chain: Chain, path: list[str], reserves: list[tuple[int, int]]) -> Ove
     """Override each hop's pair so that (reserve_in, reserve_out) are as drawn."""
     overrides = Overrides()
     for (token_in, token_out), (reserve_in, reserve_out) in zip(
-        zip(path, path[1:], strict=False), reserves, strict=True
+        itertools.pairwise(path), reserves, strict=True
     ):
         pool = chain.pool(POOL_OF[frozenset((token_in, token_out))])
         r0, r1 = (

@@ -20,7 +20,7 @@ from bot.paths import ROOT
 from bot.portfolio import value_portfolio
 from bot.settings import Settings, load_settings
 from tests.conftest import Chain
-from tests.helpers import contract, send
+from tests.helpers import contract
 from tests.proxy import RpcProxy, replace_result
 
 LOCAL = ROOT / "config" / "local.toml"
@@ -150,47 +150,42 @@ async def test_200_pools_take_two_round_trips_pinned_to_one_block(
 # --- bad data -------------------------------------------------------------------------------------
 async def test_an_answer_from_another_block_is_refused(chain: Chain) -> None:
     settings = local_settings(chain.url)
-    async with RpcProxy(chain.url) as proxy:
-        async with client(settings, [proxy.url]) as rpc:
-            reader = await SnapshotReader.connect(rpc, settings)
+    async with RpcProxy(chain.url) as proxy, client(settings, [proxy.url]) as rpc:
+        reader = await SnapshotReader.connect(rpc, settings)
 
-            def unpin(batch: list[dict[str, Any]]) -> None:
-                if batch[0]["method"] == "eth_call":
-                    chain.rpc("evm_mine")
-                    batch[0]["params"][1] = "latest"  # a node that ignores the pinned hash
+        def unpin(batch: list[dict[str, Any]]) -> None:
+            if batch[0]["method"] == "eth_call":
+                chain.rpc("evm_mine")
+                batch[0]["params"][1] = "latest"  # a node that ignores the pinned hash
 
-            proxy.rewrite = unpin
-            with pytest.raises(
-                DataError, match=r"answered from block \d+ when asked for block \d+"
-            ):
-                await reader.snapshot()
+        proxy.rewrite = unpin
+        with pytest.raises(DataError, match=r"answered from block \d+ when asked for block \d+"):
+            await reader.snapshot()
 
 
 async def test_truncated_answer_is_refused(chain: Chain) -> None:
     settings = local_settings(chain.url)
-    async with RpcProxy(chain.url) as proxy:
-        async with client(settings, [proxy.url]) as rpc:
-            reader = await SnapshotReader.connect(rpc, settings)
-            proxy.mutate = lambda batch, body: (
-                replace_result(body, 0, lambda r: r[: len(r) // 2])
-                if batch[0]["method"] == "eth_call"
-                else None
-            )
-            with pytest.raises(DataError, match="malformed or truncated"):
-                await reader.snapshot()
+    async with RpcProxy(chain.url) as proxy, client(settings, [proxy.url]) as rpc:
+        reader = await SnapshotReader.connect(rpc, settings)
+        proxy.mutate = lambda batch, body: (
+            replace_result(body, 0, lambda r: r[: len(r) // 2])
+            if batch[0]["method"] == "eth_call"
+            else None
+        )
+        with pytest.raises(DataError, match="malformed or truncated"):
+            await reader.snapshot()
 
 
 async def test_garbage_and_short_batches_are_clear_errors(chain: Chain) -> None:
     settings = local_settings(chain.url)
-    async with RpcProxy(chain.url) as proxy:
-        async with client(settings, [proxy.url]) as rpc:
-            reader = await SnapshotReader.connect(rpc, settings)
-            proxy.mutate = lambda batch, body: b"<html>502 Bad Gateway</html>"
-            with pytest.raises(TemporaryError, match="not JSON"):
-                await reader.snapshot()
-            proxy.mutate = lambda batch, body: b"[]"
-            with pytest.raises(TemporaryError, match="answered 0 results to a batch of 1"):
-                await reader.snapshot()
+    async with RpcProxy(chain.url) as proxy, client(settings, [proxy.url]) as rpc:
+        reader = await SnapshotReader.connect(rpc, settings)
+        proxy.mutate = lambda batch, body: b"<html>502 Bad Gateway</html>"
+        with pytest.raises(TemporaryError, match="not JSON"):
+            await reader.snapshot()
+        proxy.mutate = lambda batch, body: b"[]"
+        with pytest.raises(TemporaryError, match="answered 0 results to a batch of 1"):
+            await reader.snapshot()
 
 
 async def test_reverting_balance_of_names_the_token(chain: Chain) -> None:
