@@ -181,11 +181,11 @@ def token_prices(
     decimals = {s: t.decimals for s, t in settings.tokens.items()}
     states = {state.key: state for state in snapshot.pools}
     prices: dict[str, Price] = {}
-    frontier: list[tuple[float, str, float, float | None, tuple[str, ...], tuple[str, ...]]] = [
-        (-math.inf, numeraire, 1.0, 1.0, (), ())
-    ]
+    # Entries sort by depth (deepest first), then by hops (shortest first among equals).
+    frontier: list[tuple[float, int, str, float, float | None, tuple[str, ...], tuple[str, ...]]]
+    frontier = [(-math.inf, 0, numeraire, 1.0, 1.0, (), ())]
     while frontier:
-        neg_depth, symbol, spot, twap, path, flagged = heapq.heappop(frontier)
+        neg_depth, _, symbol, spot, twap, path, flagged = heapq.heappop(frontier)
         if symbol in prices:
             continue
         prices[symbol] = Price(symbol, spot, twap, path, -neg_depth, flagged)
@@ -209,7 +209,8 @@ def token_prices(
             other_twap = twap * twap_ratio if twap is not None and twap_ratio else None
             other_flags = (*flagged, key) if quote.flagged else flagged
             heapq.heappush(
-                frontier, (-depth, other, spot * ratio, other_twap, (*path, key), other_flags)
+                frontier,
+                (-depth, len(path) + 1, other, spot * ratio, other_twap, (*path, key), other_flags),
             )
     missing = [s for s in settings.tokens if s not in prices]
     if missing:
@@ -225,7 +226,10 @@ def token_prices(
 
 # --- LP positions ----------------------------------------------------------------------------
 def lp_positions(
-    snapshot: Snapshot, settings: Settings, prices: Mapping[str, Price]
+    snapshot: Snapshot,
+    settings: Settings,
+    prices: Mapping[str, Price],
+    pools: Mapping[str, PoolPrice],
 ) -> tuple[LpPosition, ...]:
     entries = {}
     for configured in settings.portfolio.lp_entries:
@@ -264,7 +268,8 @@ def lp_positions(
             hold_value = entry0 / d0 * p0 + entry1 / d1 * p1
             il_vs_hold = value / hold_value - 1
             entry_price = (entry1 / d1) / (entry0 / d0)
-            il_price = amm.impermanent_loss((p0 / p1) / entry_price)
+            # the price move the pool itself saw, not the (maybe deeper) valuation path's
+            il_price = amm.impermanent_loss(pools[pool.key].spot / entry_price)
         positions.append(
             LpPosition(
                 key=pool.key,
@@ -289,7 +294,7 @@ def lp_positions(
 def value_portfolio(snapshot: Snapshot, settings: Settings) -> Valuation:
     pools = pool_prices(snapshot, settings)
     prices = token_prices(snapshot, settings, pools)
-    positions = lp_positions(snapshot, settings, prices)
+    positions = lp_positions(snapshot, settings, prices, pools)
 
     raw: dict[str, int] = dict(snapshot.balances)
     in_lp: dict[str, int] = dict.fromkeys(raw, 0)
