@@ -96,11 +96,11 @@ def test_checksums_addresses(tmp_path: Path) -> None:
 
 
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="config file .* not found"):
+    with pytest.raises(ConfigError, match=r"config file .* not found"):
         load_settings(tmp_path / "nope.toml")
     broken = tmp_path / "broken.toml"
     broken.write_text("[chain\n")
-    with pytest.raises(ConfigError, match="broken.toml"):
+    with pytest.raises(ConfigError, match=r"broken\.toml"):
         load_settings(broken)
 
 
