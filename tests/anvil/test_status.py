@@ -153,3 +153,42 @@ def test_status_table_and_clear_errors(chain: Chain) -> None:
     assert dead.returncode == 2
     assert "every RPC endpoint failed" in dead.stderr
     assert "SECRET" not in dead.stderr + dead.stdout
+
+
+def test_mainnet_config_runs_unchanged_against_the_mirror(mirror_fixture: object) -> None:
+    import os
+
+    from anvil_fixtures.builder import build
+
+    fixture = build("default", mirror=True)
+    with fixture.start() as anvil:
+        env = {**os.environ, "REBALANCER_WALLET__ADDRESS": fixture.manifest["keeper"]["address"]}
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bot.cli",
+                "status",
+                "--config",
+                str(ROOT / "config" / "mainnet.toml"),
+                "--rpc-url",
+                anvil.url,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["block"]["number"] == fixture.manifest["block_number"]
+    held = {a["asset"]: int(a["wallet_raw"]) for a in report["assets"]}
+    for symbol, raw in fixture.manifest["wallet"]["tokens"].items():
+        if symbol != "FOT":  # the mirror's fee-on-transfer token has no mainnet counterpart
+            assert held[symbol] == int(raw)
+    assert {p["pool"] for p in report["lp_positions"]} == {
+        "uniswap:USDC/WETH",
+        "sushiswap:WBTC/WETH",
+    }

@@ -127,3 +127,13 @@ def test_rpc_url_flag_beats_env_beats_file(monkeypatch: pytest.MonkeyPatch) -> N
     assert load_settings(path, rpc_url="http://127.0.0.1:7777").chain.rpc_urls == [
         "http://127.0.0.1:7777"
     ]
+
+
+def test_mainnet_config_asks_for_the_wallet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REBALANCER_WALLET__ADDRESS", raising=False)
+    with pytest.raises(ConfigError, match="wallet: Field required"):
+        load_settings(ROOT / "config" / "mainnet.toml")
+    monkeypatch.setenv("REBALANCER_WALLET__ADDRESS", "0x70997970c51812dc3a010c7d01b50e0d17dc79c8")
+    settings = load_settings(ROOT / "config" / "mainnet.toml")
+    assert settings.chain.chain_id == 1
+    assert settings.wallet.address == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
