@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -110,6 +111,87 @@ class PortfolioSettings(Section):
     targets: dict[str, Fraction01]
     buckets: dict[str, list[str]] = Field(default_factory=dict)
     lp_entries: list[LpEntry] = Field(default_factory=list)
+    # Share of portfolio value to keep in an LP position ("venue:A/B"); its underlying still
+    # counts toward the asset targets. Positions not listed are left alone.
+    lp_targets: dict[str, Fraction01] = Field(default_factory=dict)
+    lp_band: float = Field(default=0.02, gt=0, le=1)  # act on an LP position beyond this drift
+
+
+class VolatilityBands(Section):
+    """Scale band widths by realized volatility of the smoothed price (crypto needs wider bands)."""
+
+    enabled: bool = False
+    reference_volatility: float = Field(default=0.6, gt=0)  # annualised vol at which width is 1x
+    floor: float = Field(default=0.5, gt=0)  # multiplier bounds
+    cap: float = Field(default=3.0, gt=0)
+    smoothing: float = Field(default=0.3, gt=0, le=1)  # EMA weight of the newest price
+    min_observations: int = Field(default=10, ge=3)
+
+
+class CostGate(Section):
+    """Trade only when the estimated benefit beats the plan's cost (strategies/cost_gate.py)."""
+
+    enabled: bool = True
+    benefit_model: Literal["tracking_var", "linear"] = "tracking_var"
+    # tracking_var: value at risk of the drift portfolio over the horizon, before minus after
+    horizon_days: float = Field(default=30, gt=0)
+    z_score: float = Field(default=1.65, gt=0)  # one-sided 95%
+    default_volatility: float = Field(default=0.8, ge=0)  # annualised, for units not listed
+    volatility: dict[str, float] = Field(default_factory=dict)  # per unit
+    # linear: a configured value per unit of drift removed (0.01 = 1% of the value moved)
+    value_per_drift: float = Field(default=0.01, ge=0)
+    min_benefit_ratio: float = Field(default=1.0, gt=0)  # benefit must be at least this x cost
+
+
+class Caps(Section):
+    max_turnover_fraction: float = Field(default=0.5, gt=0, le=2)  # per rebalance, of value
+    max_daily_turnover_fraction: float = Field(default=1.0, gt=0)
+    max_price_impact_bps: float = Field(default=100, gt=0)  # per trade
+
+
+class StrategySettings(Section):
+    trigger: Literal["threshold", "calendar", "hybrid"] = "hybrid"
+    interval_seconds: int | None = Field(default=86_400, gt=0)
+    cron: str | None = None  # UTC; replaces interval_seconds when set
+    band: Literal["absolute", "relative"] = "absolute"
+    band_width: float = Field(default=0.05, gt=0)
+    band_overrides: dict[str, float] = Field(default_factory=dict)  # per unit
+    deadband: float = Field(default=0.005, ge=0, lt=1)  # of portfolio value, per unit
+    min_trade_value: float = Field(default=0.0, ge=0)  # in the numeraire
+    min_trade_fraction: float = Field(default=0.001, ge=0, lt=1)  # of portfolio value
+    cooldown_seconds: int = Field(default=3_600, ge=0)
+    rebalance_to: Literal["target", "band_edge", "partial"] = "target"
+    partial_fraction: float = Field(default=0.5, gt=0, le=1)
+    volatility_bands: VolatilityBands = VolatilityBands()
+    cost_gate: CostGate = CostGate()
+    caps: Caps = Caps()
+
+    @model_validator(mode="after")
+    def _schedule(self) -> StrategySettings:
+        if self.cron is not None:
+            from cronsim import CronSim, CronSimError
+
+            try:
+                CronSim(self.cron, datetime.now(UTC))
+            except CronSimError as err:
+                raise ValueError(f"cron: {self.cron!r} is not a cron expression ({err})") from None
+        elif self.trigger != "threshold" and self.interval_seconds is None:
+            raise ValueError(
+                f"interval_seconds or cron: the {self.trigger} trigger needs a schedule"
+            )
+        return self
+
+    def width(self, unit: str) -> float:
+        return self.band_overrides.get(unit, self.band_width)
+
+
+class ExecutionSettings(Section):
+    slippage_bps: float = Field(default=50, ge=0, lt=10_000)  # minOut = quote x (1 - this)
+    deadline_seconds: int = Field(default=300, gt=0)
+    hubs: list[str] = Field(default_factory=lambda: ["WETH", "USDC"])
+    max_hops: int = Field(default=3, ge=1, le=4)
+    priority_fee_gwei: float = Field(default=1.0, ge=0)
+    split_venues: bool = True
 
 
 class Settings(BaseSettings):
@@ -129,6 +211,8 @@ class Settings(BaseSettings):
     pools: list[PoolSettings] = Field(min_length=1)
     valuation: ValuationSettings = ValuationSettings()
     portfolio: PortfolioSettings
+    strategy: StrategySettings = StrategySettings()
+    execution: ExecutionSettings = ExecutionSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -171,7 +255,47 @@ class Settings(BaseSettings):
         if valuation.numeraire == "ETH" and not weth:
             raise ValueError("valuation.numeraire: ETH needs a token with weth = true")
         self._check_portfolio(symbols | {NATIVE} if weth else symbols)
+        self._check_strategy()
         return self
+
+    def _check_strategy(self) -> None:
+        strategy = self.strategy
+        pooled = {symbol for pool in self.pools for symbol in pool.tokens}
+        weth = self.weth_symbol()
+        for unit, target in self.portfolio.targets.items():
+            members = self.portfolio.buckets.get(unit, [unit])
+            tradable = [m for m in members if m in pooled or (m == NATIVE and weth in pooled)]
+            if target > 0 and not tradable:
+                raise ValueError(
+                    f"portfolio.targets.{unit}: no configured pool trades "
+                    f"{' or '.join(members)}, so the bot could never reach this target"
+                )
+        for unit in strategy.band_overrides:
+            if unit not in self.portfolio.targets:
+                raise ValueError(f"strategy.band_overrides.{unit}: not a unit in portfolio.targets")
+        for unit, target in self.portfolio.targets.items():
+            width = strategy.width(unit)
+            field = (
+                f"strategy.band_overrides.{unit}"
+                if unit in strategy.band_overrides
+                else "strategy.band_width"
+            )
+            if strategy.band == "relative" and width >= 1:
+                raise ValueError(f"{field}: a relative band of {width} lets {unit} reach 0")
+            if strategy.band == "absolute" and 0 < target <= width:
+                raise ValueError(
+                    f"{field}: a band of {width} is wider than the target of {unit} ({target}) "
+                    "allows: the weight could fall to 0 without a breach; narrow it for this unit"
+                )
+        for hub in self.execution.hubs:
+            if hub not in self.tokens:
+                raise ValueError(f"execution.hubs: {hub!r} is not a configured token")
+        keys = {pool.key for pool in self.pools} | {
+            f"{p.venue}:{p.tokens[1]}/{p.tokens[0]}" for p in self.pools
+        }
+        for key in self.portfolio.lp_targets:
+            if key not in keys:
+                raise ValueError(f"portfolio.lp_targets.{key}: no configured pool {key!r}")
 
     def _check_portfolio(self, assets: set[str]) -> None:
         portfolio = self.portfolio
