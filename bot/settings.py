@@ -72,6 +72,7 @@ class TokenSettings(Section):
     decimals: int = Field(ge=0, le=36)
     notional: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     weth: bool = False
+    transfer_fee_bps: int = Field(default=0, ge=0, lt=10_000)  # taken by the token on transfer
 
 
 class VenueSettings(Section):
