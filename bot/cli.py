@@ -17,6 +17,7 @@ examples:
   rebalancer chain up                      # the default fixture chain on 127.0.0.1:8545
   rebalancer chain up --mirror --port 8546 # the same at mainnet addresses (chain id 1)
   rebalancer status --config config/local.toml --rpc-url http://127.0.0.1:8545
+  rebalancer plan --config config/local.toml --json   # decision, plan, costs; sends nothing
   rebalancer demo                          # fixture chain + the bot against it
 """
 
@@ -57,6 +58,21 @@ def _status(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, rpc_url=args.rpc_url)
     snapshot, valuation = asyncio.run(read_and_value(settings))
     print(render(snapshot, valuation, args.json))
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from bot.decide import evaluate
+    from bot.plan_report import render
+    from bot.settings import load_settings
+    from bot.status import read_and_value
+    from strategies import StrategyState
+
+    settings = load_settings(args.config, rpc_url=args.rpc_url)
+    snapshot, valuation = asyncio.run(read_and_value(settings))
+    # A one-off plan has no history: no cooldown, and a calendar counts as due.
+    evaluation = evaluate(snapshot, valuation, settings, StrategyState(), snapshot.timestamp)
+    print(render(valuation, evaluation, settings, args.json))
     return 0
 
 
@@ -111,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_args(status)
     status.set_defaults(handler=_status)
+
+    plan = commands.add_parser(
+        "plan", help="decide whether to rebalance and show the exact plan; never signs or sends"
+    )
+    _config_args(plan)
+    plan.set_defaults(handler=_plan)
 
     demo = commands.add_parser("demo", help="start the fixture chain and show the bot's view of it")
     demo.set_defaults(handler=_demo)
