@@ -67,7 +67,7 @@ def unit_deltas(
     deltas: dict[str, float] = {}
     for unit in view.units:
         change = desired[unit.unit] - unit.weight
-        if abs(change) < settings.deadband:
+        if abs(change) < max(settings.deadband, 1e-9):  # 1e-9: float noise is not a trade
             if abs(change) > 1e-12:
                 notes.append(f"{unit.unit}: {change * 100:+.2f}pp is inside the deadband")
             continue
