@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from bot.errors import RebalancerError
@@ -70,8 +71,10 @@ def _plan(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config, rpc_url=args.rpc_url)
     snapshot, valuation = asyncio.run(read_and_value(settings))
-    # A one-off plan has no history: no cooldown, and a calendar counts as due.
-    evaluation = evaluate(snapshot, valuation, settings, StrategyState(), snapshot.timestamp)
+    # A one-off plan has no history: no cooldown, and a calendar counts as due. Deadlines
+    # count from the wall clock: the next block is stamped with it, not with the head's time.
+    now = max(int(time.time()), snapshot.timestamp)
+    evaluation = evaluate(snapshot, valuation, settings, StrategyState(), now)
     print(render(valuation, evaluation, settings, args.json))
     return 0
 

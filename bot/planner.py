@@ -339,8 +339,11 @@ class _Planner:
                 continue
             other = pool.token1 if side == pool.token0 else pool.token0
             reserve_in, _ = self.market.reserves(state, side)
+            amount = self._zap_within_impact_cap(
+                pool.venue, side, other, amount, reserve_in, pool.fee_bps
+            )
             swap_in = amm.zap_swap_amount(amount, reserve_in, pool.fee_bps)
-            got = self._swap_on(pool.venue, (side, other), swap_in, note_cap=False)
+            got = self._swap_on(pool.venue, (side, other), swap_in) if swap_in > 0 else None
             if got is None:
                 continue
             state = self.market.states[key]
@@ -388,6 +391,35 @@ class _Planner:
                     ADD_LIQUIDITY_GAS,
                 )
             )
+
+    def _zap_within_impact_cap(
+        self, venue: str, side: str, other: str, amount: int, reserve_in: int, fee_bps: int
+    ) -> int:
+        """The largest deposit (up to `amount`) whose zap swap stays within the impact cap.
+
+        Capping the swap alone would leave the deposit unbalanced; the deposit shrinks instead.
+        """
+        cap = self.settings.strategy.caps.max_price_impact_bps / BPS
+
+        def impact(deposit: int) -> float:
+            quoted = self.market.quote(
+                venue, (side, other), amm.zap_swap_amount(deposit, reserve_in, fee_bps)
+            )
+            return 1.0 if quoted is None else self._impact(quoted[0], quoted[1], (side, other))
+
+        if impact(amount) <= cap:
+            return amount
+        lo, hi = 0, amount
+        for _ in range(60):
+            mid = (lo + hi + 1) // 2
+            if impact(mid) <= cap:
+                lo = mid
+            else:
+                hi = mid - 1
+        self.notes.append(
+            f"zap into {venue} {side}/{other}: deposit cut to {lo} by the price impact cap"
+        )
+        return lo
 
     def _lp_targets(self) -> dict[str, float]:
         out = {}
@@ -524,9 +556,7 @@ class _Planner:
         net = self.value(buy, out) - self.gas_value(SWAP_GAS[1] * len(legs))
         return net, legs
 
-    def _swap_on(
-        self, venue: str, path: tuple[str, ...], amount: int, note_cap: bool = True
-    ) -> int | None:
+    def _swap_on(self, venue: str, path: tuple[str, ...], amount: int) -> int | None:
         quoted = self.market.quote(venue, path, amount)
         if quoted is None:
             return None
@@ -540,11 +570,10 @@ class _Planner:
                     lo = mid
                 else:
                     hi = mid - 1
-            if note_cap:
-                self.notes.append(
-                    f"{'/'.join(path)} on {venue}: cut from {amount} to {lo} to keep price impact "
-                    f"under {cap:.2%}"
-                )
+            self.notes.append(
+                f"{'/'.join(path)} on {venue}: cut from {amount} to {lo} to keep price impact "
+                f"under {cap:.2%}"
+            )
             amount = lo
             if amount <= 0:
                 return None

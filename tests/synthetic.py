@@ -10,7 +10,15 @@ from bot.settings import Settings, load_settings
 from bot.types import Address, Pool, PoolState, Snapshot
 
 SETTINGS = load_settings(ROOT / "config" / "local.toml")
-PRICES = {"WETH": 200.0, "USDC": 1.0, "USDT": 1.0, "DAI": 1.0, "WBTC": 8000.0, "LINK": 4.0, "FOT": 4.0}
+PRICES = {
+    "WETH": 200.0,
+    "USDC": 1.0,
+    "USDT": 1.0,
+    "DAI": 1.0,
+    "WBTC": 8000.0,
+    "LINK": 4.0,
+    "FOT": 4.0,
+}
 DEPTH = {"uniswap": 10_000_000.0, "sushiswap": 3_000_000.0}  # USD per side
 NO_FEE_TO = Address("0x" + "0" * 40)
 
@@ -42,11 +50,22 @@ def snapshot(
     states = []
     for spec in settings.pools:
         pool = pool_of(settings, spec.venue, *spec.tokens)
-        r0, r1 = raw(settings, pool.token0, depth[spec.venue], prices), raw(settings, pool.token1, depth[spec.venue], prices)
+        r0, r1 = (
+            raw(settings, pool.token0, depth[spec.venue], prices),
+            raw(settings, pool.token1, depth[spec.venue], prices),
+        )
         states.append(PoolState(pool, r0, r1, 1000, 10**20, 0, 0, 0, False, 0))
     balances = tuple((s, raw(settings, s, holdings.get(s, 0.0), prices)) for s in settings.tokens)
     base = Snapshot(
-        31337, 100, "0xab", 2000, base_fee, Address(settings.wallet.address), 0, balances, tuple(states),
+        31337,
+        100,
+        "0xab",
+        2000,
+        base_fee,
+        Address(settings.wallet.address),
+        0,
+        balances,
+        tuple(states),
         (("uniswap", NO_FEE_TO), ("sushiswap", NO_FEE_TO)),
     )
     return replace(base, **overrides)

@@ -16,15 +16,25 @@ from bot.portfolio import value_portfolio
 from strategies import StrategyState
 from tests.synthetic import SETTINGS, snapshot, weights_portfolio, with_strategy
 
-LOOSE = {"min_trade_value": 0.0, "min_trade_fraction": 0.0, "deadband": 0.0, "cooldown_seconds": 0, "trigger": "threshold"}
+LOOSE = {
+    "min_trade_value": 0.0,
+    "min_trade_fraction": 0.0,
+    "deadband": 0.0,
+    "cooldown_seconds": 0,
+    "trigger": "threshold",
+}
 NOW = 1_700_000_000
 
-pool = st.tuples(st.integers(10**12, 10**27), st.integers(10**12, 10**27), st.sampled_from([30, 30, 25, 5]))
+pool = st.tuples(
+    st.integers(10**12, 10**27), st.integers(10**12, 10**27), st.sampled_from([30, 30, 25, 5])
+)
 
 
 @settings(max_examples=2_000, deadline=None)
 @given(st.integers(10**9, 10**26), st.lists(pool, min_size=2, max_size=3))
-def test_split_is_never_worse_than_the_best_single_venue(amount: int, pools: list[tuple[int, int, int]]) -> None:
+def test_split_is_never_worse_than_the_best_single_venue(
+    amount: int, pools: list[tuple[int, int, int]]
+) -> None:
     inputs, out = split_output(amount, pools)
     assert sum(inputs) == amount
     best_single = max(amm.get_amount_out(amount, a, b, f) for a, b, f in pools)
@@ -33,7 +43,9 @@ def test_split_is_never_worse_than_the_best_single_venue(amount: int, pools: lis
 
 @settings(max_examples=500, deadline=None)
 @given(st.integers(10**12, 10**24), pool, pool)
-def test_two_venue_split_matches_a_numerical_optimum(amount: int, first: tuple[int, int, int], second: tuple[int, int, int]) -> None:
+def test_two_venue_split_matches_a_numerical_optimum(
+    amount: int, first: tuple[int, int, int], second: tuple[int, int, int]
+) -> None:
     (a1, b1, f1), (a2, b2, f2) = first, second
     g1, g2 = (10_000 - f1) / 10_000, (10_000 - f2) / 10_000
 
@@ -43,7 +55,9 @@ def test_two_venue_split_matches_a_numerical_optimum(amount: int, first: tuple[i
         y = total_in - x
         return -(g1 * x * b1 / (a1 + g1 * x) + g2 * y * b2 / (a2 + g2 * y))
 
-    best = minimize_scalar(total, bounds=(0.0, total_in), method="bounded", options={"xatol": 1e-12 * total_in})
+    best = minimize_scalar(
+        total, bounds=(0.0, total_in), method="bounded", options={"xatol": 1e-12 * total_in}
+    )
     optimum = max(-best.fun, -total(0.0), -total(total_in))
     inputs = split_amounts(amount, [first, second])
     ours = -total(float(inputs[0]))
@@ -57,7 +71,9 @@ def test_split_follows_reserves_for_equal_prices() -> None:
 
 def test_plan_quotes_chain_exactly_and_moves_toward_targets() -> None:
     settings_ = with_strategy(**LOOSE)
-    snap = snapshot(weights_portfolio({"eth": 0.50, "usd": 0.20, "WBTC": 0.20, "LINK": 0.095, "FOT": 0.005}))
+    snap = snapshot(
+        weights_portfolio({"eth": 0.50, "usd": 0.20, "WBTC": 0.20, "LINK": 0.095, "FOT": 0.005})
+    )
     view = value_portfolio(snap, settings_)
     evaluation = evaluate(snap, view, settings_, StrategyState(), NOW)
     assert evaluation.rebalance
@@ -69,7 +85,9 @@ def test_plan_quotes_chain_exactly_and_moves_toward_targets() -> None:
     for action in proposed.actions:
         assert isinstance(action, Swap)
         amount = action.amount_in
-        for (a, _), key in zip(zip(action.path, action.path[1:], strict=False), action.pools, strict=True):
+        for (a, _), key in zip(
+            zip(action.path, action.path[1:], strict=False), action.pools, strict=True
+        ):
             r0, r1, p = reserves[key]
             if a == p.token0:
                 out = amm.get_amount_out(amount, r0, r1)
@@ -86,13 +104,19 @@ def test_plan_quotes_chain_exactly_and_moves_toward_targets() -> None:
         # post-trade weights are valued at post-trade pool prices, which the trades moved a little
         assert abs(proposed.post_weights[unit.unit] - unit.target) <= abs(unit.drift_abs) + 1e-3
     assert abs(proposed.post_weights["eth"] - 0.40) < 0.001
-    assert proposed.total_cost == pytest.approx(proposed.fee_cost + proposed.impact_cost + proposed.gas_cost)
+    assert proposed.total_cost == pytest.approx(
+        proposed.fee_cost + proposed.impact_cost + proposed.gas_cost
+    )
     assert proposed.gas == sum(a.gas for a in proposed.actions)
 
 
 def test_a_large_trade_splits_across_venues() -> None:
     settings_ = with_strategy(**LOOSE)
-    snap = snapshot(weights_portfolio({"eth": 0.70, "usd": 0.0, "WBTC": 0.20, "LINK": 0.095, "FOT": 0.005}, total=2_000_000.0))
+    snap = snapshot(
+        weights_portfolio(
+            {"eth": 0.70, "usd": 0.0, "WBTC": 0.20, "LINK": 0.095, "FOT": 0.005}, total=2_000_000.0
+        )
+    )
     view = value_portfolio(snap, settings_)
     decision_plan = evaluate(snap, view, settings_, StrategyState(), NOW).plan
     assert decision_plan is not None
@@ -103,7 +127,11 @@ def test_a_large_trade_splits_across_venues() -> None:
 def test_price_impact_cap_cuts_a_trade() -> None:
     caps = SETTINGS.strategy.caps.model_copy(update={"max_price_impact_bps": 5})
     settings_ = with_strategy(caps=caps, **LOOSE)
-    snap = snapshot(weights_portfolio({"eth": 0.70, "usd": 0.0, "WBTC": 0.20, "LINK": 0.095, "FOT": 0.005}, total=2_000_000.0))
+    snap = snapshot(
+        weights_portfolio(
+            {"eth": 0.70, "usd": 0.0, "WBTC": 0.20, "LINK": 0.095, "FOT": 0.005}, total=2_000_000.0
+        )
+    )
     view = value_portfolio(snap, settings_)
     proposed = plan(snap, view, settings_, {"eth": -600_000.0, "usd": 600_000.0}, NOW)
     assert any("price impact" in note for note in proposed.notes)
@@ -115,22 +143,41 @@ def test_lp_over_target_is_removed_and_under_target_is_zapped() -> None:
     base = snapshot()
     key = "uniswap:USDC/WETH"
     state = next(s for s in base.pools if s.key == key)
-    snap = replace(base, pools=tuple(replace(s, wallet_lp=s.total_supply // 10_000) if s.key == key else s for s in base.pools))
+    snap = replace(
+        base,
+        pools=tuple(
+            replace(s, wallet_lp=s.total_supply // 10_000) if s.key == key else s
+            for s in base.pools
+        ),
+    )
     # The LP holds 1/10,000 of a $20M pool: $2,000 of a $9,000 wallet (22%).
-    over = SETTINGS.model_copy(update={"portfolio": SETTINGS.portfolio.model_copy(update={"lp_targets": {key: 0.05}})})
+    over = SETTINGS.model_copy(
+        update={"portfolio": SETTINGS.portfolio.model_copy(update={"lp_targets": {key: 0.05}})}
+    )
     view = value_portfolio(snap, over)
     proposed = plan(snap, view, over, {}, NOW)
     (remove,) = proposed.actions
     assert isinstance(remove, RemoveLiquidity)
-    expected = amm.lp_underlying(remove.liquidity, state.reserve0, state.reserve1, state.total_supply)
+    expected = amm.lp_underlying(
+        remove.liquidity, state.reserve0, state.reserve1, state.total_supply
+    )
     assert (remove.expected0, remove.expected1) == expected
-    lp_weight = next(p.value for p in value_portfolio(_after(snap, remove.liquidity, key, -1), over).lp_positions) / view.total_value
+    lp_weight = (
+        next(
+            p.value
+            for p in value_portfolio(_after(snap, remove.liquidity, key, -1), over).lp_positions
+        )
+        / view.total_value
+    )
     assert lp_weight == pytest.approx(0.05, rel=1e-3)
 
-    under = SETTINGS.model_copy(update={"portfolio": SETTINGS.portfolio.model_copy(update={"lp_targets": {key: 0.40}})})
+    under = SETTINGS.model_copy(
+        update={"portfolio": SETTINGS.portfolio.model_copy(update={"lp_targets": {key: 0.40}})}
+    )
     proposed = plan(snap, value_portfolio(snap, under), under, {}, NOW)
     zap, add = proposed.actions
-    assert isinstance(zap, Swap) and zap.pools == (key,)
+    assert isinstance(zap, Swap)
+    assert zap.pools == (key,)
     assert isinstance(add, AddLiquidity)
     # the zap leaves almost nothing unused
     taken = add.amount0 if zap.path[0] == state.pool.token0 else add.amount1
@@ -139,13 +186,21 @@ def test_lp_over_target_is_removed_and_under_target_is_zapped() -> None:
 
 
 def _after(snap, liquidity: int, key: str, sign: int):  # type: ignore[no-untyped-def]
-    return replace(snap, pools=tuple(replace(s, wallet_lp=s.wallet_lp + sign * liquidity) if s.key == key else s for s in snap.pools))
+    return replace(
+        snap,
+        pools=tuple(
+            replace(s, wallet_lp=s.wallet_lp + sign * liquidity) if s.key == key else s
+            for s in snap.pools
+        ),
+    )
 
 
 @pytest.mark.parametrize(("gwei", "passes"), [(500, False), (5, True)])
 def test_cost_gate_rejects_a_small_rebalance_at_high_gas(gwei: int, passes: bool) -> None:
     settings_ = with_strategy(**LOOSE)
-    holdings = weights_portfolio({"eth": 0.60, "usd": 0.10, "WBTC": 0.20, "LINK": 0.095, "FOT": 0.005}, total=150.0)
+    holdings = weights_portfolio(
+        {"eth": 0.60, "usd": 0.10, "WBTC": 0.20, "LINK": 0.095, "FOT": 0.005}, total=150.0
+    )
     snap = snapshot(holdings, base_fee=gwei * 10**9)
     view = value_portfolio(snap, settings_)
     evaluation = evaluate(snap, view, settings_, StrategyState(), NOW)

@@ -18,9 +18,14 @@ NOW = 1_700_000_000
 LOOSE = {"min_trade_value": 0.0, "min_trade_fraction": 0.0, "deadband": 0.0, "cooldown_seconds": 0}
 
 
-def decide(weights: dict[str, float], settings: Settings, state: StrategyState = StrategyState(), now: int = NOW):  # type: ignore[no-untyped-def]
+def decide(
+    weights: dict[str, float],
+    settings: Settings,
+    state: StrategyState | None = None,
+    now: int = NOW,
+):  # type: ignore[no-untyped-def]
     view = value_portfolio(snapshot(weights_portfolio(weights)), settings)
-    return view, build_strategy(settings.strategy).decide(view, state, now)
+    return view, build_strategy(settings.strategy).decide(view, state or StrategyState(), now)
 
 
 def shifted(**changes: float) -> dict[str, float]:
@@ -44,8 +49,16 @@ def shifted(**changes: float) -> dict[str, float]:
         ("relative", 0.25, shifted(eth=0.09, usd=-0.09), {"usd"}),  # eth +22.5%, usd -30%
     ],
 )
-def test_band_breaches(band: str, width: float, weights: dict[str, float], breached: set[str]) -> None:
-    settings = with_strategy(trigger="threshold", band=band, band_width=width, band_overrides={"FOT": 0.003} if band == "absolute" else {}, **LOOSE)
+def test_band_breaches(
+    band: str, width: float, weights: dict[str, float], breached: set[str]
+) -> None:
+    settings = with_strategy(
+        trigger="threshold",
+        band=band,
+        band_width=width,
+        band_overrides={"FOT": 0.003} if band == "absolute" else {},
+        **LOOSE,
+    )
     _, decision = decide(weights, settings)
     assert {b.unit for b in decision.breaches} == breached
     assert decision.act == bool(breached)
@@ -68,12 +81,16 @@ def test_hysteresis_modes(mode: str, expected: dict[str, float]) -> None:
     assert decision.desired_weights == pytest.approx(expected, abs=1e-12)
     for unit, weight in expected.items():
         current = view.unit(unit).weight
-        assert decision.deltas.get(unit, 0.0) == pytest.approx((weight - current) * view.total_value, abs=1e-6)
+        assert decision.deltas.get(unit, 0.0) == pytest.approx(
+            (weight - current) * view.total_value, abs=1e-6
+        )
 
 
 def test_band_edge_moves_the_residual_to_units_on_the_other_side() -> None:
     # eth breaches up by 8pp; usd (-5pp) and LINK (-3pp) are inside their bands but below target.
-    settings = with_strategy(trigger="threshold", rebalance_to="band_edge", band_width=0.06, **LOOSE)
+    settings = with_strategy(
+        trigger="threshold", rebalance_to="band_edge", band_width=0.06, **LOOSE
+    )
     _, decision = decide(shifted(eth=0.08, usd=-0.05, LINK=-0.03), settings)
     assert [b.unit for b in decision.breaches] == ["eth"]
     desired = decision.desired_weights
@@ -92,9 +109,18 @@ def test_deadband_drops_small_unit_moves() -> None:
     assert sum(decision.deltas.values()) == pytest.approx(0.0, abs=1e-6)  # buys net against sells
 
 
-@pytest.mark.parametrize(("minimum", "fraction", "kept"), [(0.0, 0.0, {"eth", "usd", "LINK"}), (1_000.0, 0.0, {"eth", "usd"}), (0.0, 0.02, {"eth", "usd"})])
+@pytest.mark.parametrize(
+    ("minimum", "fraction", "kept"),
+    [
+        (0.0, 0.0, {"eth", "usd", "LINK"}),
+        (1_000.0, 0.0, {"eth", "usd"}),
+        (0.0, 0.02, {"eth", "usd"}),
+    ],
+)
 def test_minimum_trade_size(minimum: float, fraction: float, kept: set[str]) -> None:
-    settings = with_strategy(trigger="threshold", **{**LOOSE, "min_trade_value": minimum, "min_trade_fraction": fraction})
+    settings = with_strategy(
+        trigger="threshold", **{**LOOSE, "min_trade_value": minimum, "min_trade_fraction": fraction}
+    )
     _, decision = decide(shifted(eth=0.06, usd=-0.052, LINK=-0.008), settings)  # LINK moves $800
     assert set(decision.deltas) == kept
 
@@ -127,11 +153,17 @@ def test_turnover_caps_scale_trades_down() -> None:
     settings = with_strategy(trigger="threshold", caps=daily, **LOOSE)
     state = StrategyState(turnover_day=NOW // 86_400, turnover_today=0.49 * view.total_value)
     _, decision = decide(shifted(eth=0.06, usd=-0.06), settings, state)
-    assert sum(d for d in decision.deltas.values() if d > 0) == pytest.approx(0.01 * view.total_value)
+    assert sum(d for d in decision.deltas.values() if d > 0) == pytest.approx(
+        0.01 * view.total_value
+    )
     assert "daily turnover cap" in decision.reason
-    yesterday = StrategyState(turnover_day=NOW // 86_400 - 1, turnover_today=0.49 * view.total_value)
+    yesterday = StrategyState(
+        turnover_day=NOW // 86_400 - 1, turnover_today=0.49 * view.total_value
+    )
     _, decision = decide(shifted(eth=0.06, usd=-0.06), settings, yesterday)
-    assert sum(d for d in decision.deltas.values() if d > 0) == pytest.approx(0.06 * view.total_value)
+    assert sum(d for d in decision.deltas.values() if d > 0) == pytest.approx(
+        0.06 * view.total_value
+    )
 
 
 # --- calendar and hybrid ----------------------------------------------------------------------
@@ -148,7 +180,9 @@ def test_turnover_caps_scale_trades_down() -> None:
         ("threshold", NOW - 10, shifted(eth=0.06, usd=-0.06), True, None),  # no schedule
     ],
 )
-def test_triggers(trigger: str, last: int | None, weights: dict[str, float], act: bool, skip: str | None) -> None:
+def test_triggers(
+    trigger: str, last: int | None, weights: dict[str, float], act: bool, skip: str | None
+) -> None:
     settings = with_strategy(trigger=trigger, interval_seconds=86_400, **LOOSE)
     _, decision = decide(weights, settings, StrategyState(last_evaluation=last))
     assert (decision.act, decision.skip_reason) == (act, skip)
@@ -158,7 +192,12 @@ def test_triggers(trigger: str, last: int | None, weights: dict[str, float], act
 @pytest.mark.parametrize(
     ("cron", "last", "now", "due"),
     [
-        ("0 0 * * 1", 1_700_000_000, 1_700_000_000 + 3_600, False),  # 2023-11-14 (Tue): next Monday is days away
+        (
+            "0 0 * * 1",
+            1_700_000_000,
+            1_700_000_000 + 3_600,
+            False,
+        ),  # 2023-11-14 (Tue): next Monday is days away
         ("0 0 * * 1", 1_700_000_000, 1_700_438_400, True),  # 2023-11-20 00:00 UTC, a Monday
         ("*/15 * * * *", 1_700_000_000, 1_700_000_000 + 900, True),
         ("*/15 * * * *", 1_700_000_100, 1_700_000_100 + 60, False),
@@ -166,7 +205,9 @@ def test_triggers(trigger: str, last: int | None, weights: dict[str, float], act
 )
 def test_cron_schedule(cron: str, last: int, now: int, due: bool) -> None:
     settings = with_strategy(trigger="calendar", cron=cron, **LOOSE)
-    _, decision = decide(shifted(eth=0.02, usd=-0.02), settings, StrategyState(last_evaluation=last), now)
+    _, decision = decide(
+        shifted(eth=0.02, usd=-0.02), settings, StrategyState(last_evaluation=last), now
+    )
     assert decision.evaluated == due
 
 
@@ -181,27 +222,48 @@ def history(volatility_per_step: float, steps: int = 60) -> tuple[PricePoint, ..
 
 
 def test_volatility_scales_bands_within_floor_and_cap() -> None:
-    vol = SETTINGS.strategy.volatility_bands.model_copy(update={"enabled": True, "reference_volatility": 0.6, "floor": 0.5, "cap": 3.0, "smoothing": 1.0})
+    vol = SETTINGS.strategy.volatility_bands.model_copy(
+        update={
+            "enabled": True,
+            "reference_volatility": 0.6,
+            "floor": 0.5,
+            "cap": 3.0,
+            "smoothing": 1.0,
+        }
+    )
     settings = with_strategy(volatility_bands=vol).strategy
     calm, wild, medium = history(0.001), history(0.5), history(0.6 / math.sqrt(365))
-    assert band_width(settings, "eth", StrategyState(history=calm)) == pytest.approx(0.05 * 0.5)  # floor
-    assert band_width(settings, "eth", StrategyState(history=wild)) == pytest.approx(0.05 * 3.0)  # cap
+    assert band_width(settings, "eth", StrategyState(history=calm)) == pytest.approx(
+        0.05 * 0.5
+    )  # floor
+    assert band_width(settings, "eth", StrategyState(history=wild)) == pytest.approx(
+        0.05 * 3.0
+    )  # cap
     realized = smoothed_volatility(StrategyState(history=medium), "eth", 1.0, 10)
     assert realized is not None
-    assert band_width(settings, "eth", StrategyState(history=medium)) == pytest.approx(0.05 * realized / 0.6)
-    assert band_width(settings, "eth", StrategyState(history=calm[:5])) == 0.05  # too little history
+    assert band_width(settings, "eth", StrategyState(history=medium)) == pytest.approx(
+        0.05 * realized / 0.6
+    )
+    assert (
+        band_width(settings, "eth", StrategyState(history=calm[:5])) == 0.05
+    )  # too little history
     # smoothing damps a single transient quote
     spiky = (*calm[:-1], PricePoint(NOW, (("eth", 1_000.0),)))
     raw_vol = smoothed_volatility(StrategyState(history=spiky), "eth", 1.0, 10)
     smooth_vol = smoothed_volatility(StrategyState(history=spiky), "eth", 0.1, 10)
-    assert raw_vol is not None and smooth_vol is not None
+    assert raw_vol is not None
+    assert smooth_vol is not None
     assert smooth_vol < raw_vol / 3
 
 
 def test_a_zero_target_holding_breaches_a_relative_band() -> None:
     targets = {"eth": 0.405, "usd": 0.30, "WBTC": 0.20, "LINK": 0.095, "FOT": 0.0}
-    settings = SETTINGS.model_copy(update={"portfolio": SETTINGS.portfolio.model_copy(update={"targets": targets})})
-    settings = with_strategy(settings, trigger="threshold", band="relative", band_width=0.5, band_overrides={}, **LOOSE)
+    settings = SETTINGS.model_copy(
+        update={"portfolio": SETTINGS.portfolio.model_copy(update={"targets": targets})}
+    )
+    settings = with_strategy(
+        settings, trigger="threshold", band="relative", band_width=0.5, band_overrides={}, **LOOSE
+    )
     _, decision = decide(AT_TARGET, settings)
     assert [b.unit for b in decision.breaches] == ["FOT"]
     assert decision.deltas["FOT"] < 0
