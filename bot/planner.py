@@ -502,10 +502,17 @@ class _Planner:
         return [p for p in paths if len(p) - 1 <= self.settings.execution.max_hops]
 
     def swap(self, sell: str, buy: str, value: float) -> None:
+        """Trade `value` of `sell` into `buy` along the route that delivers the most, net of gas.
+
+        Candidates: every path (direct, or through one or two hubs) on a single venue, and the
+        direct or one-hub route with each hop split across venues in the closed-form optimum.
+        """
         amount = min(self.raw(sell, value), self.market.balances.get(sell, 0))
         if amount <= 0:
             return
-        best: tuple[float, list[tuple[str, tuple[str, ...], int]]] | None = None
+        best_net: float | None = None
+        best_route: tuple[str, ...] = ()
+        best_venue: str | None = None  # None: split every hop across venues
         for path in self.candidate_paths(sell, buy):
             for venue in self.settings.venues:
                 quoted = self.market.quote(venue, path, amount)
@@ -513,48 +520,69 @@ class _Planner:
                     continue
                 out = self.market.received(buy, quoted[0][-1])
                 net = self.value(buy, out) - self.gas_value(SWAP_GAS[len(path) - 1])
-                if best is None or net > best[0]:
-                    best = (net, [(venue, path, amount)])
-        split = self._direct_split(sell, buy, amount)
-        if split is not None and (best is None or split[0] > best[0]):
-            best = split
-        if best is None:
+                if best_net is None or net > best_net:
+                    best_net, best_route, best_venue = net, path, venue
+        if self.settings.execution.split_venues:
+            hubs = [p[1] for p in self.candidate_paths(sell, buy) if len(p) == 3]
+            for route in [(sell, buy), *((sell, hub, buy) for hub in hubs)]:
+                estimate = self._estimate_split_route(route, amount)
+                if estimate is not None and (best_net is None or estimate > best_net):
+                    best_net, best_route, best_venue = estimate, route, None
+        if best_net is None:
             self.notes.append(f"no route from {sell} to {buy}")
-            return
-        for venue, path, leg_amount in best[1]:
-            self._swap_on(venue, path, leg_amount)
+        elif best_venue is not None:
+            self._swap_on(best_venue, best_route, amount)
+        else:
+            self._execute_split_route(best_route, amount)
 
-    def _direct_split(
-        self, sell: str, buy: str, amount: int
-    ) -> tuple[float, list[tuple[str, tuple[str, ...], int]]] | None:
-        if not self.settings.execution.split_venues:
+    def _hop_split(self, a: str, b: str, entering: int) -> tuple[list[tuple[str, int]], int] | None:
+        """The best split of `entering` (already at the pairs) across every venue's a/b pool."""
+        venues = [v for v in self.settings.venues if self.market.pool(v, a, b)]
+        if not venues or entering <= 0:
             return None
-        venues = [v for v in self.settings.venues if self.market.pool(v, sell, buy)]
-        if len(venues) < 2:
-            return None
-        entering = self.market.received(sell, amount)
         pools = []
         for venue in venues:
-            state = self.market.pool(venue, sell, buy)
+            state = self.market.pool(venue, a, b)
             assert state is not None
-            pools.append((*self.market.reserves(state, sell), state.pool.fee_bps))
-        inputs, _ = split_output(entering, pools)
-        direct: tuple[str, ...] = (sell, buy)
-        legs = [(v, direct, x) for v, x in zip(venues, inputs, strict=True) if x > 0]
-        if len(legs) < 2:
+            pools.append((*self.market.reserves(state, a), state.pool.fee_bps))
+        try:
+            inputs, out = split_output(entering, pools)
+        except ValueError:
             return None
-        # the wallet sends gross amounts; map the split of what enters back to what leaves
-        gross = [x * amount // entering for _, _, x in legs]
-        gross[0] += amount - sum(gross)
-        legs = [(v, p, g) for (v, p, _), g in zip(legs, gross, strict=True)]
-        out = 0
-        for venue, path, leg_amount in legs:
-            quoted = self.market.quote(venue, path, leg_amount)
-            if quoted is None:
+        return [(v, x) for v, x in zip(venues, inputs, strict=True) if x > 0], out
+
+    def _estimate_split_route(self, route: tuple[str, ...], amount: int) -> float | None:
+        entering = self.market.received(route[0], amount)
+        legs = 0
+        for a, b in itertools.pairwise(route):
+            hop = self._hop_split(a, b, entering)
+            if hop is None:
                 return None
-            out += self.market.received(buy, quoted[0][-1])
-        net = self.value(buy, out) - self.gas_value(SWAP_GAS[1] * len(legs))
-        return net, legs
+            legs += len(hop[0])
+            entering = hop[1]
+        if legs <= len(route) - 1:
+            return None  # no hop splits: the single-venue candidates already cover it
+        out = self.market.received(route[-1], entering)
+        return self.value(route[-1], out) - self.gas_value(SWAP_GAS[1] * legs)
+
+    def _execute_split_route(self, route: tuple[str, ...], amount: int) -> None:
+        in_wallet = amount
+        for a, b in itertools.pairwise(route):
+            entering = self.market.received(a, in_wallet)
+            hop = self._hop_split(a, b, entering)
+            if hop is None:
+                return
+            legs = hop[0]
+            # the wallet sends gross amounts: map the split of what enters back to what leaves
+            gross = [x * in_wallet // entering for _, x in legs]
+            gross[0] += in_wallet - sum(gross)
+            received = 0
+            for (venue, _), leg_amount in zip(legs, gross, strict=True):
+                got = self._swap_on(venue, (a, b), leg_amount)
+                received += got or 0
+            in_wallet = received
+            if in_wallet <= 0:
+                return
 
     def _swap_on(self, venue: str, path: tuple[str, ...], amount: int) -> int | None:
         quoted = self.market.quote(venue, path, amount)
