@@ -33,7 +33,7 @@ def optimal_cost(
     pools: Sequence[CfmmPool],
     prices: Mapping[str, float],
     required: Mapping[str, float],
-    value_scale: float = 1e6,
+    value_scale: float | None = None,
 ) -> float:
     """Minimum value lost (in the numeraire, at `prices`) to achieve net changes >= `required`.
 
@@ -42,6 +42,8 @@ def optimal_cost(
     """
     tokens = sorted({p.token0 for p in pools} | {p.token1 for p in pools} | set(required))
     index = {t: i for i, t in enumerate(tokens)}
+    if value_scale is None:  # the median pool side's value becomes 1
+        value_scale = float(np.median([p.reserve0 * prices[p.token0] for p in pools]))
     # value units: token amount x price / value_scale
     unit = np.array([prices[t] / value_scale for t in tokens])
     psi = 0

@@ -26,14 +26,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from optimum import CfmmPool, optimal_cost  # noqa: E402
+from optimum import CfmmPool, optimal_cost
 
-from bot import amm  # noqa: E402
-from bot.planner import Plan, plan  # noqa: E402
-from bot.portfolio import value_portfolio  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from bot.types import Address, Pool, PoolState, Snapshot  # noqa: E402
-from strategies import StrategyState, build_strategy  # noqa: E402
+from bot import amm
+from bot.planner import Plan, plan
+from bot.portfolio import value_portfolio
+from bot.settings import Settings
+from bot.types import Address, Pool, PoolState, Snapshot
+from strategies import StrategyState, build_strategy
 
 ZERO = Address("0x" + "0" * 40)
 
@@ -48,9 +48,13 @@ def scenario(rng: np.random.Generator) -> tuple[Settings, Snapshot, dict[str, fl
     prices = {"WETH": 2000.0, "USDC": 1.0} | {t: float(10 ** rng.uniform(-2, 4.5)) for t in names}
     decimals = {"WETH": 18, "USDC": 6} | {t: int(rng.choice([6, 8, 18])) for t in names}
     tokens: dict[str, Any] = {
-        s: {"address": address(i + 1), "decimals": decimals[s], "weth": s == "WETH"} for i, s in enumerate(["WETH", "USDC", *names])
+        s: {"address": address(i + 1), "decimals": decimals[s], "weth": s == "WETH"}
+        for i, s in enumerate(["WETH", "USDC", *names])
     }
-    pools: list[tuple[str, str, str, float]] = [("uniswap", "USDC", "WETH", 50e6), ("sushiswap", "USDC", "WETH", 15e6)]
+    pools: list[tuple[str, str, str, float]] = [
+        ("uniswap", "USDC", "WETH", 50e6),
+        ("sushiswap", "USDC", "WETH", 15e6),
+    ]
     for t in names:
         depth = float(10 ** rng.uniform(5.7, 7.3))
         pools.append(("uniswap", t, "WETH", depth))
@@ -66,17 +70,28 @@ def scenario(rng: np.random.Generator) -> tuple[Settings, Snapshot, dict[str, fl
         "chain": {"rpc_urls": ["http://127.0.0.1:1"], "chain_id": 1},
         "wallet": {"address": address(999)},
         "tokens": tokens,
-        "venues": {"uniswap": {"factory": address(1001), "router": address(1002)}, "sushiswap": {"factory": address(1003), "router": address(1004)}},
-        "pools": [{"venue": v, "tokens": [a, b], "address": address(2000 + i)} for i, (v, a, b, _) in enumerate(pools)],
+        "venues": {
+            "uniswap": {"factory": address(1001), "router": address(1002)},
+            "sushiswap": {"factory": address(1003), "router": address(1004)},
+        },
+        "pools": [
+            {"venue": v, "tokens": [a, b], "address": address(2000 + i)}
+            for i, (v, a, b, _) in enumerate(pools)
+        ],
         "valuation": {"numeraire": "USD", "stablecoin": "USDC"},
         "portfolio": {"targets": {u: float(w) for u, w in zip(units, targets, strict=True)}},
         "strategy": {
-            "trigger": "threshold", "band": "relative", "band_width": 0.01, "deadband": 0.0,
-            "min_trade_value": 0.0, "min_trade_fraction": 0.0, "cooldown_seconds": 0,
+            "trigger": "threshold",
+            "band": "relative",
+            "band_width": 0.01,
+            "deadband": 0.0,
+            "min_trade_value": 0.0,
+            "min_trade_fraction": 0.0,
+            "cooldown_seconds": 0,
             "caps": {"max_turnover_fraction": 2.0, "max_price_impact_bps": 10_000},
             "cost_gate": {"enabled": False},
         },
-        "execution": {"max_hops": 2},
+        "execution": {"max_hops": 3},
     }
     settings = Settings(**config)
 
@@ -89,15 +104,30 @@ def scenario(rng: np.random.Generator) -> tuple[Settings, Snapshot, dict[str, fl
         pool = Pool(f"{venue}:{a}/{b}", venue, Address(address(2000 + i)), t0, t1, 30, ZERO)
         states.append(PoolState(pool, raw(t0, depth), raw(t1, depth), 0, 10**20, 0, 0, 0, False, 0))
     balances = tuple((s, raw(s, float(v))) for s, v in zip(units, holdings_value, strict=True))
-    snapshot = Snapshot(1, 1, "0x0", 0, 0, Address(address(999)), 0, balances, tuple(states), (("uniswap", ZERO), ("sushiswap", ZERO)))
+    snapshot = Snapshot(
+        1,
+        1,
+        "0x0",
+        0,
+        0,
+        Address(address(999)),
+        0,
+        balances,
+        tuple(states),
+        (("uniswap", ZERO), ("sushiswap", ZERO)),
+    )
     return settings, snapshot, prices
 
 
-def net_changes(settings: Settings, swaps: list[tuple[tuple[str, ...], int, int]]) -> dict[str, float]:
+def net_changes(
+    settings: Settings, swaps: list[tuple[tuple[str, ...], int, int]]
+) -> dict[str, float]:
     net: dict[str, float] = {}
     for path, amount_in, amount_out in swaps:
         net[path[0]] = net.get(path[0], 0.0) - amount_in / 10 ** settings.tokens[path[0]].decimals
-        net[path[-1]] = net.get(path[-1], 0.0) + amount_out / 10 ** settings.tokens[path[-1]].decimals
+        net[path[-1]] = (
+            net.get(path[-1], 0.0) + amount_out / 10 ** settings.tokens[path[-1]].decimals
+        )
     return net
 
 
@@ -105,9 +135,13 @@ def cost_of(net: dict[str, float], prices: dict[str, float]) -> float:
     return -sum(amount * prices[t] for t, amount in net.items())
 
 
-def naive(settings: Settings, snapshot: Snapshot, prices: dict[str, float], deltas: dict[str, float]) -> list[tuple[tuple[str, ...], int, int]]:
+def naive(
+    settings: Settings, snapshot: Snapshot, prices: dict[str, float], deltas: dict[str, float]
+) -> list[tuple[tuple[str, ...], int, int]]:
     """Every sell into WETH, then WETH into every buy, one after another, all on uniswap."""
-    reserves = {s.key: [s.reserve0, s.reserve1, s.pool] for s in snapshot.pools if s.pool.venue == "uniswap"}
+    reserves = {
+        s.key: [s.reserve0, s.reserve1, s.pool] for s in snapshot.pools if s.pool.venue == "uniswap"
+    }
 
     def trade(a: str, b: str, amount: int) -> int:
         for key, (r0, r1, pool) in reserves.items():
@@ -143,13 +177,17 @@ def naive(settings: Settings, snapshot: Snapshot, prices: dict[str, float], delt
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scenarios", type=int, default=24)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     ratios, naive_ratios, plan_times, solve_times = [], [], [], []
-    print(f"{'#':>3} {'tokens':>6} {'pools':>5} {'turnover':>12} {'planner':>10} {'optimum':>10} {'ratio':>7} {'naive':>7}  {'plan ms':>8} {'solve ms':>8}")
+    print(
+        f"{'#':>3} {'tokens':>6} {'pools':>5} {'turnover':>12} {'planner':>10} {'optimum':>10} {'ratio':>7} {'naive':>7}  {'plan ms':>8} {'solve ms':>8}"
+    )
     for k in range(args.scenarios):
         settings, snapshot, prices = scenario(rng)
         view = value_portfolio(snapshot, settings)
@@ -159,7 +197,13 @@ def main() -> None:
         plan_times.append(time.perf_counter() - start)
         net = net_changes(settings, [(s.path, s.amount_in, s.expected_out) for s in proposed.swaps])
         pools = [
-            CfmmPool(s.pool.token0, s.pool.token1, s.reserve0 / 10 ** settings.tokens[s.pool.token0].decimals, s.reserve1 / 10 ** settings.tokens[s.pool.token1].decimals, s.pool.fee_bps)
+            CfmmPool(
+                s.pool.token0,
+                s.pool.token1,
+                s.reserve0 / 10 ** settings.tokens[s.pool.token0].decimals,
+                s.reserve1 / 10 ** settings.tokens[s.pool.token1].decimals,
+                s.pool.fee_bps,
+            )
             for s in snapshot.pools
         ]
         start = time.perf_counter()
@@ -171,9 +215,15 @@ def main() -> None:
         ratios.append(ours / best)
         naive_ratios.append(naive_ratio)
         turnover = sum(d for d in decision.deltas.values() if d > 0)
-        print(f"{k:>3} {len(settings.tokens):>6} {len(pools):>5} {turnover:>12,.0f} {ours:>10,.2f} {best:>10,.2f} {ours / best:>7.4f} {naive_ratio:>7.4f}  {plan_times[-1] * 1000:>8.1f} {solve_times[-1] * 1000:>8.1f}")
-    print(f"planner time median {statistics.median(plan_times) * 1000:.1f} ms, solver median {statistics.median(solve_times) * 1000:.1f} ms")
-    print(f"median {statistics.median(ratios):.4f} worst {max(ratios):.4f} naive-median {statistics.median(naive_ratios):.4f}")
+        print(
+            f"{k:>3} {len(settings.tokens):>6} {len(pools):>5} {turnover:>12,.0f} {ours:>10,.2f} {best:>10,.2f} {ours / best:>7.4f} {naive_ratio:>7.4f}  {plan_times[-1] * 1000:>8.1f} {solve_times[-1] * 1000:>8.1f}"
+        )
+    print(
+        f"planner time median {statistics.median(plan_times) * 1000:.1f} ms, solver median {statistics.median(solve_times) * 1000:.1f} ms"
+    )
+    print(
+        f"median {statistics.median(ratios):.4f} worst {max(ratios):.4f} naive-median {statistics.median(naive_ratios):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -502,87 +502,156 @@ class _Planner:
         return [p for p in paths if len(p) - 1 <= self.settings.execution.max_hops]
 
     def swap(self, sell: str, buy: str, value: float) -> None:
-        """Trade `value` of `sell` into `buy` along the route that delivers the most, net of gas.
+        """Trade `value` of `sell` into `buy` as cheaply as the pools allow, net of gas.
 
-        Candidates: every path (direct, or through one or two hubs) on a single venue, and the
-        direct or one-hub route with each hop split across venues in the closed-form optimum.
+        The amount is cut into chunks, each sent along the route (direct or through one hub,
+        any venue per hop) that delivers the most for it right then, less the gas of any leg
+        not used yet. That equalises marginal prices across all routes, as the optimum does.
+        A direct trade also gets the closed-form venue split; the better of the two is used.
         """
         amount = min(self.raw(sell, value), self.market.balances.get(sell, 0))
         if amount <= 0:
             return
-        best_net: float | None = None
-        best_route: tuple[str, ...] = ()
-        best_venue: str | None = None  # None: split every hop across venues
-        for path in self.candidate_paths(sell, buy):
-            for venue in self.settings.venues:
-                quoted = self.market.quote(venue, path, amount)
-                if quoted is None:
-                    continue
-                out = self.market.received(buy, quoted[0][-1])
-                net = self.value(buy, out) - self.gas_value(SWAP_GAS[len(path) - 1])
-                if best_net is None or net > best_net:
-                    best_net, best_route, best_venue = net, path, venue
-        if self.settings.execution.split_venues:
-            hubs = [p[1] for p in self.candidate_paths(sell, buy) if len(p) == 3]
-            for route in [(sell, buy), *((sell, hub, buy) for hub in hubs)]:
-                estimate = self._estimate_split_route(route, amount)
-                if estimate is not None and (best_net is None or estimate > best_net):
-                    best_net, best_route, best_venue = estimate, route, None
-        if best_net is None:
+        routes = self._routes(sell, buy)
+        if not routes:
             self.notes.append(f"no route from {sell} to {buy}")
-        elif best_venue is not None:
-            self._swap_on(best_venue, best_route, amount)
-        else:
-            self._execute_split_route(best_route, amount)
+            return
+        best = self._allocate(routes, amount)
+        closed_form = self._closed_form_split(sell, buy, amount)
+        if closed_form is not None and (best is None or closed_form[0] > best[0]):
+            best = closed_form
+        if best is None:
+            self.notes.append(f"no route from {sell} to {buy} can take {amount}")
+            return
+        self._execute_flows(buy, best[1])
 
-    def _hop_split(self, a: str, b: str, entering: int) -> tuple[list[tuple[str, int]], int] | None:
-        """The best split of `entering` (already at the pairs) across every venue's a/b pool."""
-        venues = [v for v in self.settings.venues if self.market.pool(v, a, b)]
-        if not venues or entering <= 0:
+    def _routes(self, sell: str, buy: str) -> list[tuple[tuple[str, str, str], ...]]:
+        """Routes as (venue, token in, token out) hops: direct or via hubs, any venue per hop."""
+        paths = self.candidate_paths(sell, buy)
+        routes: list[tuple[tuple[str, str, str], ...]] = []
+        for path in paths:
+            options = [
+                [v for v in self.settings.venues if self.market.pool(v, a, b)]
+                for a, b in itertools.pairwise(path)
+            ]
+            for venues in itertools.product(*options):
+                routes.append(
+                    tuple(
+                        (v, a, b)
+                        for v, (a, b) in zip(venues, itertools.pairwise(path), strict=True)
+                    )
+                )
+        return routes
+
+    def _allocate(
+        self, routes: list[tuple[tuple[str, str, str], ...]], amount: int, chunks: int = 64
+    ) -> tuple[float, dict[tuple[int, str, str, str], int]] | None:
+        """Greedy chunked routing on a scratch copy of the pools: (net value, flows by hop)."""
+        scratch = dict(self.market.states)
+        by_pair = self.market.by_pair
+        flows: dict[tuple[int, str, str, str], int] = {}
+        active: set[tuple[str, str, str]] = set()
+        buy = routes[0][-1][2]
+        delivered = 0
+        step = max(amount // chunks, 1)
+        sent = 0
+        while sent < amount:
+            gross = min(step, amount - sent)
+            best: tuple[float, tuple[tuple[str, str, str], ...], list[int]] | None = None
+            for route in routes:
+                amounts = [self.market.received(route[0][1], gross)]
+                try:
+                    for venue, a, b in route:
+                        state = scratch[by_pair[(venue, frozenset((a, b)))]]
+                        reserve_in, reserve_out = self.market.reserves(state, a)
+                        amounts.append(
+                            amm.get_amount_out(
+                                amounts[-1], reserve_in, reserve_out, state.pool.fee_bps
+                            )
+                        )
+                except ValueError:
+                    continue
+                new_legs = sum(1 for hop in route if hop not in active)
+                score = self.value(buy, self.market.received(buy, amounts[-1])) - self.gas_value(
+                    SWAP_GAS[1] * new_legs
+                )
+                if best is None or score > best[0]:
+                    best = (score, route, amounts)
+            if best is None:
+                return None
+            _, route, amounts = best
+            for layer, ((venue, a, b), given, got) in enumerate(
+                zip(route, amounts, amounts[1:], strict=False)
+            ):
+                key = by_pair[(venue, frozenset((a, b)))]
+                state = scratch[key]
+                if a == state.pool.token0:
+                    scratch[key] = replace(
+                        state, reserve0=state.reserve0 + given, reserve1=state.reserve1 - got
+                    )
+                else:
+                    scratch[key] = replace(
+                        state, reserve1=state.reserve1 + given, reserve0=state.reserve0 - got
+                    )
+                # layer 0 flows are what leaves the wallet; later ones what a hub passes on
+                flows[(layer, venue, a, b)] = flows.get((layer, venue, a, b), 0) + (
+                    gross if layer == 0 else given
+                )
+                active.add((venue, a, b))
+            delivered += self.market.received(buy, amounts[-1])
+            sent += gross
+        return self.value(buy, delivered) - self.gas_value(SWAP_GAS[1] * len(active)), flows
+
+    def _closed_form_split(
+        self, sell: str, buy: str, amount: int
+    ) -> tuple[float, dict[tuple[int, str, str, str], int]] | None:
+        venues = [v for v in self.settings.venues if self.market.pool(v, sell, buy)]
+        if len(venues) < 2 or not self.settings.execution.split_venues:
             return None
+        entering = self.market.received(sell, amount)
         pools = []
         for venue in venues:
-            state = self.market.pool(venue, a, b)
+            state = self.market.pool(venue, sell, buy)
             assert state is not None
-            pools.append((*self.market.reserves(state, a), state.pool.fee_bps))
+            pools.append((*self.market.reserves(state, sell), state.pool.fee_bps))
         try:
             inputs, out = split_output(entering, pools)
         except ValueError:
             return None
-        return [(v, x) for v, x in zip(venues, inputs, strict=True) if x > 0], out
+        used = [(v, x) for v, x in zip(venues, inputs, strict=True) if x > 0]
+        gross = [x * amount // entering for _, x in used]
+        gross[0] += amount - sum(gross)
+        flows = {(0, v, sell, buy): g for (v, _), g in zip(used, gross, strict=True)}
+        net = self.value(buy, self.market.received(buy, out)) - self.gas_value(
+            SWAP_GAS[1] * len(used)
+        )
+        return net, flows
 
-    def _estimate_split_route(self, route: tuple[str, ...], amount: int) -> float | None:
-        entering = self.market.received(route[0], amount)
-        legs = 0
-        for a, b in itertools.pairwise(route):
-            hop = self._hop_split(a, b, entering)
-            if hop is None:
-                return None
-            legs += len(hop[0])
-            entering = hop[1]
-        if legs <= len(route) - 1:
-            return None  # no hop splits: the single-venue candidates already cover it
-        out = self.market.received(route[-1], entering)
-        return self.value(route[-1], out) - self.gas_value(SWAP_GAS[1] * legs)
-
-    def _execute_split_route(self, route: tuple[str, ...], amount: int) -> None:
-        in_wallet = amount
-        for a, b in itertools.pairwise(route):
-            entering = self.market.received(a, in_wallet)
-            hop = self._hop_split(a, b, entering)
-            if hop is None:
-                return
-            legs = hop[0]
-            # the wallet sends gross amounts: map the split of what enters back to what leaves
-            gross = [x * in_wallet // entering for _, x in legs]
-            gross[0] += in_wallet - sum(gross)
-            received = 0
-            for (venue, _), leg_amount in zip(legs, gross, strict=True):
-                got = self._swap_on(venue, (a, b), leg_amount)
-                received += got or 0
-            in_wallet = received
-            if in_wallet <= 0:
-                return
+    def _execute_flows(self, buy: str, flows: dict[tuple[int, str, str, str], int]) -> None:
+        """Turn allocated flows into swaps, layer by layer; a hub passes on what it received."""
+        layers = max(k[0] for k in flows) + 1
+        # One route on one venue end to end: one multi-hop router call is cheaper in gas.
+        hops = sorted(flows)
+        if len(hops) == layers and len({venue for _, venue, _, _ in hops}) == 1:
+            path = (hops[0][2], *(b for _, _, _, b in hops))
+            self._swap_on(hops[0][1], path, flows[hops[0]])
+            return
+        received: dict[str, int] = {}  # what the previous layer delivered, by token
+        for layer in range(layers):
+            legs = {k: v for k, v in flows.items() if k[0] == layer}
+            delivered: dict[str, int] = {}
+            for token in {a for _, _, a, _ in legs}:
+                mine = [(k, v) for k, v in legs.items() if k[2] == token]
+                planned = sum(v for _, v in mine)
+                # the first layer sends what was allocated; later ones what actually arrived
+                available = planned if layer == 0 else received.get(token, 0)
+                inputs = [v * available // planned for _, v in mine]
+                inputs[0] += available - sum(inputs)
+                for ((_, venue, a, b), _), given in zip(mine, inputs, strict=True):
+                    got = self._swap_on(venue, (a, b), given) if given > 0 else None
+                    if got and b != buy:
+                        delivered[b] = delivered.get(b, 0) + got
+            received = delivered
 
     def _swap_on(self, venue: str, path: tuple[str, ...], amount: int) -> int | None:
         quoted = self.market.quote(venue, path, amount)

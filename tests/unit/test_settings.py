@@ -137,3 +137,63 @@ def test_mainnet_config_asks_for_the_wallet(monkeypatch: pytest.MonkeyPatch) -> 
     settings = load_settings(ROOT / "config" / "mainnet.toml")
     assert settings.chain.chain_id == 1
     assert settings.wallet.address == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "band_overrides = { FOT = 0.003 }",
+            "band_overrides = {}",
+            r"strategy\.band_width: a band of 0\.05 is wider than the target of FOT \(0\.005\) allows",
+        ),
+        (
+            "band_overrides = { FOT = 0.003 }",
+            "band_overrides = { FOT = 0.006 }",
+            r"strategy\.band_overrides\.FOT: a band of 0\.006 is wider",
+        ),
+        (
+            'band = "absolute"',
+            'band = "relative"\nband_width_unused = 1',
+            r"strategy\.band_width_unused: Extra inputs",
+        ),
+        (
+            "band_width = 0.05 ",
+            "band_width = 1.5 ",
+            r"strategy\.band_width: a relative band|wider than the target",
+        ),
+        (
+            "interval_seconds = 86400",
+            'cron = "every tuesday"',
+            r"strategy: cron: 'every tuesday' is not a cron expression",
+        ),
+        (
+            "band_overrides = { FOT = 0.003 }",
+            "band_overrides = { FOT = 0.003, DOGE = 0.1 }",
+            r"strategy\.band_overrides\.DOGE: not a unit",
+        ),
+        (
+            'hubs = ["WETH", "USDC"]',
+            'hubs = ["WETH", "BUSD"]',
+            r"execution\.hubs: 'BUSD' is not a configured token",
+        ),
+        (
+            "slippage_bps = 50",
+            "slippage_bps = -1",
+            r"execution\.slippage_bps: Input should be greater than or equal to 0",
+        ),
+    ],
+)
+def test_bad_strategy_fields_are_named(tmp_path: Path, old: str, new: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, old, new))
+
+
+def test_a_target_no_pool_can_reach(tmp_path: Path) -> None:
+    text = LOCAL.replace('  { venue = "uniswap", tokens = ["FOT", "WETH"] },\n', "")
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(
+        ConfigError, match=r"portfolio\.targets\.FOT: no configured pool trades FOT"
+    ):
+        load_settings(path)
