@@ -23,6 +23,7 @@ const input = {
   settings: {
     optimizer: { enabled: true, runs: 200 },
     evmVersion: "cancun",
+    viaIR: true, // the executor needs it (stack depth); it also optimises better
     outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
   },
 };
@@ -36,6 +37,7 @@ if (errors.length) {
 const artifacts = {};
 for (const file of Object.keys(output.contracts)) {
   for (const [name, c] of Object.entries(output.contracts[file])) {
+    if (!c.evm.bytecode.object) continue; // interfaces: nothing to deploy or load
     artifacts[`${name}.json`] = {
       abi: c.abi,
       bytecode: "0x" + c.evm.bytecode.object,
