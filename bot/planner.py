@@ -49,6 +49,8 @@ class Swap:
 class RemoveLiquidity:
     pool: str
     venue: str
+    token0: str  # the pair's order: expected0 / min0 are token0's
+    token1: str
     liquidity: int
     expected0: int
     expected1: int
@@ -62,6 +64,8 @@ class RemoveLiquidity:
 class AddLiquidity:
     pool: str
     venue: str
+    token0: str  # the pair's order: amount0 / min0 are token0's
+    token1: str
     amount0_desired: int
     amount1_desired: int
     amount0: int  # what the router will take
@@ -301,6 +305,8 @@ class _Planner:
                 RemoveLiquidity(
                     pool.key,
                     pool.venue,
+                    pool.token0,
+                    pool.token1,
                     liquidity,
                     got0,
                     got1,
@@ -381,6 +387,8 @@ class _Planner:
                 AddLiquidity(
                     key,
                     pool.venue,
+                    pool.token0,
+                    pool.token1,
                     d0,
                     d1,
                     a0,

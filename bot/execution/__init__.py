@@ -1,0 +1,1 @@
+"""Execution: turn a Plan into transactions, simulate, sign, send, confirm, replace, reconcile."""

@@ -1,0 +1,181 @@
+"""RebalanceExecutor on the fixture chain: a plan lands whole at its quotes, or not at all."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from web3 import Web3
+
+from anvil_fixtures.artifacts import project_artifact
+from bot.execution.calls import executor_call
+from bot.paths import ROOT
+from bot.planner import AddLiquidity, Plan, plan
+from bot.settings import Settings, load_settings
+from bot.status import read_and_value
+from tests.conftest import Chain
+from tests.helpers import contract, send
+
+LP_TARGETS = {"uniswap:USDC/WETH": 0.02, "sushiswap:WBTC/WETH": 0.20}
+
+
+def deploy_executor(chain: Chain) -> str:
+    w3 = chain.w3
+    artifact = project_artifact("RebalanceExecutor")
+    factories = [v["factory"] for v in chain.manifest["venues"].values()]
+    receipt = send(
+        w3,
+        w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"]).constructor(factories),
+        chain.manifest["keeper"]["address"],
+    )
+    return str(receipt["contractAddress"])
+
+
+def settings_for(chain: Chain, wallet: str) -> Settings:
+    base = load_settings(ROOT / "config" / "local.toml", rpc_url=chain.url)
+    return base.model_copy(
+        update={
+            "wallet": base.wallet.model_copy(update={"address": Web3.to_checksum_address(wallet)}),
+            "portfolio": base.portfolio.model_copy(update={"lp_targets": LP_TARGETS}),
+        }
+    )
+
+
+def move_everything(chain: Chain, to: str) -> None:
+    """Vault mode's deposit: the keeper transfers its tokens and LP tokens to the executor."""
+    w3 = chain.w3
+    keeper = chain.manifest["keeper"]["address"]
+    for address in [
+        *(t["address"] for t in chain.manifest["tokens"].values()),
+        *(p["address"] for p in chain.manifest["pools"]),
+    ]:
+        token = contract(w3, address, "IERC20")
+        held = token.functions.balanceOf(keeper).call()
+        if held:
+            send(w3, token.functions.transfer(to, held), keeper)
+
+
+async def four_kinds_plan(settings: Settings) -> tuple[Plan, Any]:
+    snapshot, view = await read_and_value(settings)
+    proposed = plan(
+        snapshot, view, settings, {"LINK": 40_000.0, "usd": -40_000.0}, int(time.time())
+    )
+    kinds = [a.kind for a in proposed.actions]
+    assert kinds[0] == "remove_liquidity"
+    assert kinds[-1] == "add_liquidity"
+    assert {a.venue for a in proposed.swaps} == {"uniswap", "sushiswap"}
+    return proposed, snapshot
+
+
+def pair_addresses(chain: Chain) -> dict[str, str]:
+    return {p["key"]: p["address"] for p in chain.manifest["pools"]}
+
+
+def holdings(chain: Chain, owner: str) -> dict[str, int]:
+    w3 = chain.w3
+    out = {}
+    for address in [
+        *(t["address"] for t in chain.manifest["tokens"].values()),
+        *(p["address"] for p in chain.manifest["pools"]),
+    ]:
+        out[address] = contract(w3, address, "IERC20").functions.balanceOf(owner).call()
+    return out
+
+
+async def test_vault_mode_runs_the_whole_plan_in_one_transaction(chain: Chain) -> None:
+    executor = deploy_executor(chain)
+    move_everything(chain, executor)
+    settings = settings_for(chain, executor)
+    proposed, _ = await four_kinds_plan(settings)
+    assert len(proposed.actions) >= 4
+    data, pulls = executor_call(proposed, settings, pair_addresses(chain), "vault")
+    assert pulls == []
+    w3 = chain.w3
+    keeper = chain.manifest["keeper"]["address"]
+    tx = w3.eth.send_transaction({"from": keeper, "to": executor, "data": "0x" + data.hex()})
+    receipt = w3.eth.wait_for_transaction_receipt(tx)
+    assert receipt["status"] == 1
+    # The executor holds exactly what the plan said: weights equal the planned ones.
+    _, after = await read_and_value(settings)
+    for unit in after.units:
+        assert after.unit(unit.unit).weight == pytest.approx(
+            proposed.post_weights[unit.unit], abs=1e-12
+        )
+    # the add step minted the LP it quoted
+    add = proposed.actions[-1]
+    assert isinstance(add, AddLiquidity)
+    sushi_pair = contract(w3, chain.pool(add.pool)["address"], "UniswapV2Pair")
+    assert (
+        sushi_pair.functions.balanceOf(executor).call()
+        == int(chain.pool(add.pool)["wallet_lp"]) + add.expected_liquidity
+    )
+
+
+async def test_a_failing_last_step_reverts_every_step(chain: Chain) -> None:
+    executor = deploy_executor(chain)
+    move_everything(chain, executor)
+    settings = settings_for(chain, executor)
+    proposed, _ = await four_kinds_plan(settings)
+    last = proposed.actions[-1]
+    assert isinstance(last, AddLiquidity)
+    broken = replace(
+        proposed,
+        actions=(
+            *proposed.actions[:-1],
+            replace(last, expected_liquidity=last.expected_liquidity * 2),
+        ),
+    )
+    data, _ = executor_call(broken, settings, pair_addresses(chain), "vault")
+    w3 = chain.w3
+    keeper = chain.manifest["keeper"]["address"]
+    before = holdings(chain, executor)
+    tx = w3.eth.send_transaction(
+        {"from": keeper, "to": executor, "data": "0x" + data.hex(), "gas": 3_000_000}
+    )
+    assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 0
+    assert holdings(chain, executor) == before
+
+
+async def test_wallet_mode_pulls_exact_amounts_and_returns_everything(chain: Chain) -> None:
+    executor = deploy_executor(chain)
+    keeper = chain.manifest["keeper"]["address"]
+    settings = settings_for(chain, keeper)
+    proposed, _ = await four_kinds_plan(settings)
+    data, pulls = executor_call(proposed, settings, pair_addresses(chain), "wallet")
+    w3 = chain.w3
+    for token, amount in pulls:
+        send(w3, contract(w3, token, "IERC20").functions.approve(executor, amount), keeper)
+    tx = w3.eth.send_transaction({"from": keeper, "to": executor, "data": "0x" + data.hex()})
+    assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+    assert set(holdings(chain, executor).values()) == {0}  # nothing stays behind
+    for token, _ in pulls:
+        assert (
+            contract(w3, token, "IERC20").functions.allowance(keeper, executor).call() == 0
+        )  # exact allowances used up
+    _, after = await read_and_value(settings)
+    for unit in after.units:
+        # the keeper paid gas in ETH; everything else is where the plan put it
+        assert unit.weight == pytest.approx(proposed.post_weights[unit.unit], abs=1e-6)
+
+
+def test_only_the_owner_and_only_known_pairs(chain: Chain) -> None:
+    executor = deploy_executor(chain)
+    w3 = chain.w3
+    artifact = project_artifact("RebalanceExecutor")
+    ex = w3.eth.contract(address=Web3.to_checksum_address(executor), abi=artifact["abi"])
+    stranger = chain.manifest["deployer"]
+    with pytest.raises(Exception, match="NotOwner|0x30cd7471"):
+        ex.functions.execute([], [], [], [], 2**63).call({"from": stranger})
+    with pytest.raises(Exception, match="NotOwner|0x30cd7471"):
+        ex.functions.withdraw(chain.token("USDC"), 1, stranger).call({"from": stranger})
+    # a pair-shaped contract outside the allowed factories is refused
+    fake_pair = chain.token("USDC")
+    step = (0, fake_pair, chain.token("USDC"), 1, 0, 0, 0)
+    with pytest.raises(Exception, match="execution reverted"):
+        ex.functions.execute([step], [], [], [], 2**63).call(
+            {"from": chain.manifest["keeper"]["address"]}
+        )
+    with pytest.raises(Exception, match="Expired|0x203d82d8"):
+        ex.functions.execute([], [], [], [], 1).call({"from": chain.manifest["keeper"]["address"]})
