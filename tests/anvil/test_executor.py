@@ -166,9 +166,9 @@ def test_only_the_owner_and_only_known_pairs(chain: Chain) -> None:
     artifact = project_artifact("RebalanceExecutor")
     ex = w3.eth.contract(address=Web3.to_checksum_address(executor), abi=artifact["abi"])
     stranger = chain.manifest["deployer"]
-    with pytest.raises(Exception, match="NotOwner|0x30cd7471"):
+    with pytest.raises(Exception, match=r"NotOwner|0x30cd7471"):
         ex.functions.execute([], [], [], [], 2**63).call({"from": stranger})
-    with pytest.raises(Exception, match="NotOwner|0x30cd7471"):
+    with pytest.raises(Exception, match=r"NotOwner|0x30cd7471"):
         ex.functions.withdraw(chain.token("USDC"), 1, stranger).call({"from": stranger})
     # a pair-shaped contract outside the allowed factories is refused
     fake_pair = chain.token("USDC")
@@ -177,5 +177,5 @@ def test_only_the_owner_and_only_known_pairs(chain: Chain) -> None:
         ex.functions.execute([step], [], [], [], 2**63).call(
             {"from": chain.manifest["keeper"]["address"]}
         )
-    with pytest.raises(Exception, match="Expired|0x203d82d8"):
+    with pytest.raises(Exception, match=r"Expired|0x203d82d8"):
         ex.functions.execute([], [], [], [], 1).call({"from": chain.manifest["keeper"]["address"]})
