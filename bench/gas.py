@@ -19,23 +19,25 @@ from web3 import Web3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from anvil_fixtures.artifacts import project_artifact  # noqa: E402
-from anvil_fixtures.builder import build  # noqa: E402
-from bot.execution.calls import approve_data, executor_call, router_calls, router_spends  # noqa: E402
-from bot.paths import ROOT  # noqa: E402
-from bot.planner import plan  # noqa: E402
-from bot.settings import Settings, load_settings  # noqa: E402
-from bot.status import read_and_value  # noqa: E402
+from anvil_fixtures.artifacts import project_artifact
+from anvil_fixtures.builder import build
+from bot.execution.calls import approve_data, executor_call, router_calls, router_spends
+from bot.paths import ROOT
+from bot.planner import plan
+from bot.settings import Settings, load_settings
+from bot.status import read_and_value
 
 LP_TARGETS = {"uniswap:USDC/WETH": 0.02, "sushiswap:WBTC/WETH": 0.20}
 
 
 def settings_for(url: str, wallet: str) -> Settings:
     base = load_settings(ROOT / "config" / "local.toml", rpc_url=url)
-    return base.model_copy(update={
-        "wallet": base.wallet.model_copy(update={"address": Web3.to_checksum_address(wallet)}),
-        "portfolio": base.portfolio.model_copy(update={"lp_targets": LP_TARGETS}),
-    })
+    return base.model_copy(
+        update={
+            "wallet": base.wallet.model_copy(update={"address": Web3.to_checksum_address(wallet)}),
+            "portfolio": base.portfolio.model_copy(update={"lp_targets": LP_TARGETS}),
+        }
+    )
 
 
 def gas_of(w3: Web3, tx: dict[str, Any]) -> int:
@@ -48,7 +50,11 @@ def gas_of(w3: Web3, tx: dict[str, Any]) -> int:
 def deploy(w3: Web3, keeper: str, manifest: dict[str, Any]) -> tuple[str, int]:
     artifact = project_artifact("RebalanceExecutor")
     factories = [v["factory"] for v in manifest["venues"].values()]
-    tx = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"]).constructor(factories).build_transaction({"from": keeper})
+    tx = (
+        w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        .constructor(factories)
+        .build_transaction({"from": keeper})
+    )
     receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))
     return str(receipt["contractAddress"]), int(receipt["gasUsed"])
 
@@ -66,13 +72,20 @@ def main() -> None:
         # separate Router02 transactions, with their approvals
         settings = settings_for(anvil.url, keeper)
         snapshot, view = asyncio.run(read_and_value(settings))
-        proposed = plan(snapshot, view, settings, {"LINK": 40_000.0, "usd": -40_000.0}, int(time.time()) + 3600)
+        proposed = plan(
+            snapshot, view, settings, {"LINK": 40_000.0, "usd": -40_000.0}, int(time.time()) + 3600
+        )
         separate = 0
         approvals: dict[tuple[str, str], int] = {}
         for spend in router_spends(proposed, settings, pairs):
-            approvals[(spend.token, spend.spender)] = approvals.get((spend.token, spend.spender), 0) + spend.amount
+            approvals[(spend.token, spend.spender)] = (
+                approvals.get((spend.token, spend.spender), 0) + spend.amount
+            )
         for (token, spender), amount in approvals.items():
-            separate += gas_of(w3, {"from": keeper, "to": token, "data": "0x" + approve_data(spender, amount).hex()})
+            separate += gas_of(
+                w3,
+                {"from": keeper, "to": token, "data": "0x" + approve_data(spender, amount).hex()},
+            )
         for call in router_calls(proposed, settings, pairs, keeper):
             separate += gas_of(w3, {"from": keeper, "to": call.to, "data": "0x" + call.data.hex()})
         n_separate = len(approvals) + len(proposed.actions)
@@ -84,7 +97,10 @@ def main() -> None:
         data, pulls = executor_call(proposed, settings, pairs, "wallet")
         wallet_mode = 0
         for token, amount in pulls:
-            wallet_mode += gas_of(w3, {"from": keeper, "to": token, "data": "0x" + approve_data(executor, amount).hex()})
+            wallet_mode += gas_of(
+                w3,
+                {"from": keeper, "to": token, "data": "0x" + approve_data(executor, amount).hex()},
+            )
         wallet_mode += gas_of(w3, {"from": keeper, "to": executor, "data": "0x" + data.hex()})
         anvil.rpc("evm_revert", base)
 
@@ -94,18 +110,37 @@ def main() -> None:
             token = w3.eth.contract(address=Web3.to_checksum_address(address), abi=erc20)
             held = token.functions.balanceOf(keeper).call()
             if held:
-                gas_of(w3, {"from": keeper, "to": address, "data": token.encode_abi("transfer", [executor, held])})
+                gas_of(
+                    w3,
+                    {
+                        "from": keeper,
+                        "to": address,
+                        "data": token.encode_abi("transfer", [executor, held]),
+                    },
+                )
         vault_settings = settings_for(anvil.url, executor)
         snapshot, view = asyncio.run(read_and_value(vault_settings))
-        vault_plan = plan(snapshot, view, vault_settings, {"LINK": 40_000.0, "usd": -40_000.0}, int(time.time()) + 3600)
+        vault_plan = plan(
+            snapshot,
+            view,
+            vault_settings,
+            {"LINK": 40_000.0, "usd": -40_000.0},
+            int(time.time()) + 3600,
+        )
         assert [a.kind for a in vault_plan.actions] == [a.kind for a in proposed.actions]
         data, _ = executor_call(vault_plan, vault_settings, pairs, "vault")
         vault = gas_of(w3, {"from": keeper, "to": executor, "data": "0x" + data.hex()})
 
     print(f"plan: {len(proposed.actions)} actions ({', '.join(a.kind for a in proposed.actions)})")
-    print(f"separate Router02 transactions: {separate:>10,} gas in {n_separate} transactions ({len(approvals)} approvals)")
-    print(f"atomic, wallet mode:            {wallet_mode:>10,} gas in {len(pulls) + 1} transactions ({len(pulls)} approvals)  ratio {wallet_mode / separate:.3f}")
-    print(f"atomic, vault mode:             {vault:>10,} gas in 1 transaction  ratio {vault / separate:.3f}")
+    print(
+        f"separate Router02 transactions: {separate:>10,} gas in {n_separate} transactions ({len(approvals)} approvals)"
+    )
+    print(
+        f"atomic, wallet mode:            {wallet_mode:>10,} gas in {len(pulls) + 1} transactions ({len(pulls)} approvals)  ratio {wallet_mode / separate:.3f}"
+    )
+    print(
+        f"atomic, vault mode:             {vault:>10,} gas in 1 transaction  ratio {vault / separate:.3f}"
+    )
     print(f"(deploying the executor, once: {deploy_gas:,} gas)")
     print(f"ratio {vault / separate:.3f}")
 

@@ -193,6 +193,46 @@ class ExecutionSettings(Section):
     max_hops: int = Field(default=3, ge=1, le=4)
     priority_fee_gwei: float = Field(default=1.0, ge=0)
     split_venues: bool = True
+    # how a plan goes on chain
+    route: Literal["atomic", "sequential"] = "sequential"
+    executor: ChecksumAddress | None = None  # RebalanceExecutor (`rebalancer deploy-executor`)
+    executor_mode: Literal["vault", "wallet"] = "wallet"
+    approval: Literal["exact", "capped"] = "exact"
+    approval_cap: float = Field(default=2.0, ge=1)  # "capped": approve up to this x the need
+    # fees (EIP-1559, from eth_feeHistory) and their caps
+    fee_percentile: float = Field(default=20, ge=0, le=100)
+    fee_history_blocks: int = Field(default=10, ge=1, le=1024)
+    max_fee_gwei: float = Field(default=300, gt=0)  # above this the rebalance waits
+    max_gas_cost: float = Field(default=500, gt=0)  # per rebalance, in the numeraire
+    gas_limit_margin: float = Field(default=1.25, ge=1)
+    # after sending
+    confirmations: int = Field(default=2, ge=1)
+    stuck_blocks: int = Field(default=3, ge=1)  # replace a transaction pending this long
+    replacement_bump: float = Field(default=0.125, ge=0.1)  # both fee fields, at least
+    poll_seconds: float = Field(default=1.0, gt=0)
+    receipt_timeout_seconds: float = Field(default=600, gt=0)
+    # private submission: never falls back to the public endpoint unless allowed
+    private_rpc_url: str | None = None
+    private_fallback_to_public: bool = False
+    relay_url: str | None = None  # eth_sendBundle / eth_callBundle endpoint
+
+    @model_validator(mode="after")
+    def _atomic_needs_executor(self) -> ExecutionSettings:
+        if self.route == "atomic" and self.executor is None:
+            raise ValueError(
+                "executor: the atomic route needs an executor address (deploy one with "
+                "`rebalancer deploy-executor`)"
+            )
+        return self
+
+
+class SignerSettings(Section):
+    """Where the key comes from. The key and the password themselves never go in this file."""
+
+    keystore: Path | None = None  # an eth-account v3 JSON keystore (geth, Foundry)
+    password_file: Path | None = None
+    password_env: str = "REBALANCER_KEYSTORE_PASSWORD"  # noqa: S105 (a variable's name)
+    key_env: str = "REBALANCER_PRIVATE_KEY"  # a raw key, for development
 
 
 class Settings(BaseSettings):
@@ -214,6 +254,7 @@ class Settings(BaseSettings):
     portfolio: PortfolioSettings
     strategy: StrategySettings = StrategySettings()
     execution: ExecutionSettings = ExecutionSettings()
+    signer: SignerSettings = SignerSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,68 @@
+"""EIP-1559 fees from eth_feeHistory, and the caps above which a rebalance waits."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bot.chain.rpc import RpcClient
+from bot.errors import DataError, SkipCycle
+from bot.settings import ExecutionSettings
+
+GWEI = 10**9
+
+
+class FeeTooHigh(SkipCycle):
+    """Gas is above a configured cap: the rebalance waits (nothing is sent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fees:
+    base_fee: int  # of the pending block
+    max_priority_fee: int
+    max_fee: int
+
+    def bumped(self, fraction: float) -> Fees:
+        """Both fields raised by at least `fraction`, as replacement requires (rounded up)."""
+        bump = math.ceil
+        return Fees(
+            self.base_fee,
+            max(bump(self.max_priority_fee * (1 + fraction)), self.max_priority_fee + 1),
+            max(bump(self.max_fee * (1 + fraction)), self.max_fee + 1),
+        )
+
+
+async def suggest_fees(rpc: RpcClient, settings: ExecutionSettings) -> Fees:
+    """Tip: the configured percentile of recent tips; max fee: twice the next base fee plus tip."""
+    history = await rpc.call(
+        "eth_feeHistory", hex(settings.fee_history_blocks), "latest", [settings.fee_percentile]
+    )
+    try:
+        base_fee = int(history["baseFeePerGas"][-1], 16)  # the pending block's
+        tips = [int(row[0], 16) for row in history.get("reward") or [] if row]
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise DataError(f"eth_feeHistory answered something unexpected ({err})") from None
+    floor = int(settings.priority_fee_gwei * GWEI)
+    tip = max(sorted(tips)[len(tips) // 2] if tips else 0, floor)
+    return Fees(base_fee, tip, 2 * base_fee + tip)
+
+
+def check_caps(fees: Fees, gas: int, eth_price: float, settings: ExecutionSettings) -> None:
+    """Raise FeeTooHigh (say why) when this plan would pay more than the caps allow."""
+    cap = int(settings.max_fee_gwei * GWEI)
+    if fees.base_fee > cap:
+        raise FeeTooHigh(
+            f"base fee {fees.base_fee / GWEI:.1f} gwei is above execution.max_fee_gwei "
+            f"{settings.max_fee_gwei:g}: waiting"
+        )
+    cost = gas * min(fees.max_fee, cap) / 1e18 * eth_price
+    if cost > settings.max_gas_cost:
+        raise FeeTooHigh(
+            f"gas for this rebalance could cost {cost:,.2f}, above execution.max_gas_cost "
+            f"{settings.max_gas_cost:,.2f}: waiting"
+        )
+
+
+def capped(fees: Fees, settings: ExecutionSettings) -> Fees:
+    cap = int(settings.max_fee_gwei * GWEI)
+    return Fees(fees.base_fee, min(fees.max_priority_fee, cap), min(fees.max_fee, cap))
