@@ -1,0 +1,347 @@
+"""Signing, sending and seeing transactions through: the only code that changes the chain.
+
+Invariants, each covered by a test:
+- nothing is signed for sending unless eth_estimateGas says it succeeds now;
+- every signed transaction is in the journal, raw bytes included, before it is sent;
+- the nonce comes from the chain's pending count and our own open transactions, so a failed
+  send never consumes one and a nonce used by someone else is noticed;
+- a dropped transaction is re-sent as the same signed bytes (so it can execute at most once);
+- a stuck one is replaced at the same nonce with both fee fields raised by the configured bump,
+  never above the fee cap; whichever of the two is mined wins, the other is marked replaced;
+- a receipt counts only after N confirmations with its block hash unchanged (reorg check);
+- a private transaction never goes to the public endpoint unless the config allows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.chain.rpc import RpcClient, RpcError
+from bot.errors import Halt, SkipCycle, TemporaryError
+from bot.execution.calls import Call
+from bot.execution.fees import GWEI, Fees
+from bot.execution.signer import Signer
+from bot.journal import Journal
+from bot.settings import ExecutionSettings
+
+log = logging.getLogger(__name__)
+
+
+class SimulationReverted(SkipCycle):
+    """The transaction would revert now: nothing was signed, the nonce is untouched."""
+
+
+class SendRejected(SkipCycle):
+    """The node refused the signed transaction; its nonce is free again."""
+
+
+class NonceTaken(Halt):
+    """Another transaction (not ours) used our nonce: a person should look at the wallet."""
+
+
+@dataclass
+class Pending:
+    """One nonce in flight: every signed version of it (replacements included)."""
+
+    nonce: int
+    what: str
+    tx: dict[str, Any]  # the unsigned fields, for replacements
+    fees: Fees
+    versions: list[tuple[str, bytes]] = field(default_factory=list)  # (hash, raw), newest last
+    sent_block: int = 0
+    private: bool = False
+
+    @property
+    def tx_hash(self) -> str:
+        return self.versions[-1][0]
+
+
+@dataclass(frozen=True, slots=True)
+class Mined:
+    tx_hash: str
+    nonce: int
+    block_number: int
+    block_hash: str
+    gas_used: int
+    effective_gas_price: int
+    status: int
+    replaced: int  # how many times it was replaced before this one mined
+    rebroadcasts: int
+
+
+class Sender:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        signer: Signer,
+        journal: Journal,
+        settings: ExecutionSettings,
+        chain_id: int,
+        private_rpc: RpcClient | None = None,
+    ) -> None:
+        self.rpc = rpc
+        self.signer = signer
+        self.journal = journal
+        self.settings = settings
+        self.chain_id = chain_id
+        self.private_rpc = private_rpc
+        self._lock = asyncio.Lock()  # one sender, one nonce sequence: sends never interleave
+
+    @property
+    def address(self) -> str:
+        return self.signer.address
+
+    # --- nonces ---------------------------------------------------------------------------------
+    async def next_nonce(self) -> int:
+        """The chain's pending count, past any of our own transactions still open.
+
+        Re-synced on every call: a nonce consumed by a transaction that is not in our journal
+        is reported, and our open transactions at lower nonces that never mined are closed.
+        """
+        latest = int(await self.rpc.call("eth_getTransactionCount", self.address, "latest"), 16)
+        pending = int(await self.rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
+        nonce = max(latest, pending)
+        for record in self.journal.open_transactions(self.address):
+            if record.nonce < latest:
+                receipt = await self.rpc.call("eth_getTransactionReceipt", record.tx_hash)
+                if receipt is None and not await self._nonce_mined_by_us(record.nonce):
+                    self.journal.set_status(record.tx_hash, "failed")
+                    log.warning(
+                        "nonce %d of %s was used by a transaction this keeper did not send; "
+                        "its own %s (%s) can no longer execute",
+                        record.nonce,
+                        self.address,
+                        record.what,
+                        record.tx_hash,
+                    )
+            else:
+                nonce = max(nonce, record.nonce + 1)
+        return nonce
+
+    async def _nonce_mined_by_us(self, nonce: int) -> bool:
+        for record in self.journal.by_nonce(self.address, nonce):
+            if await self.rpc.call("eth_getTransactionReceipt", record.tx_hash) is not None:
+                return True
+        return False
+
+    # --- sending ----------------------------------------------------------------------------------
+    async def simulate(self, call: Call, value: int = 0) -> int:
+        """eth_estimateGas of the call as our sender now; raises SimulationReverted."""
+        tx = {
+            "from": self.address,
+            "to": call.to,
+            "data": "0x" + call.data.hex(),
+            "value": hex(value),
+        }
+        try:
+            estimate = await self.rpc.call("eth_estimateGas", tx, "latest")
+        except RpcError as err:
+            raise SimulationReverted(f"{call.what} would revert: {err.rpc_message}") from None
+        return int(estimate, 16)
+
+    async def send(self, call: Call, fees: Fees, value: int = 0) -> Pending:
+        """Simulate, sign, journal, send. The nonce is only used if the node accepts it."""
+        async with self._lock:
+            gas = int(await self.simulate(call, value) * self.settings.gas_limit_margin)
+            nonce = await self.next_nonce()
+            tx = {
+                "type": 2,
+                "chainId": self.chain_id,
+                "nonce": nonce,
+                "to": call.to,
+                "data": "0x" + call.data.hex(),
+                "value": value,
+                "gas": gas,
+                "maxFeePerGas": fees.max_fee,
+                "maxPriorityFeePerGas": fees.max_priority_fee,
+            }
+            pending = Pending(nonce, call.what, tx, fees, private=self.private_rpc is not None)
+            await self._sign_and_send(pending, replaces=None)
+            return pending
+
+    async def _sign_and_send(self, pending: Pending, replaces: str | None) -> None:
+        raw, tx_hash = self.signer.sign(pending.tx)
+        self.journal.record_signed(
+            tx_hash,
+            self.address,
+            pending.nonce,
+            raw,
+            pending.what,
+            pending.fees.max_fee,
+            pending.fees.max_priority_fee,
+            pending.private,
+            replaces,
+        )
+        pending.versions.append((tx_hash, raw))
+        try:
+            await self._broadcast(raw, pending.private)
+        except RpcError as err:
+            pending.versions.pop()
+            self.journal.set_status(tx_hash, "failed")
+            raise SendRejected(f"the node refused {pending.what}: {err.rpc_message}") from None
+        except TemporaryError:
+            # It may have gone out: the watcher looks it up by hash and re-sends the same bytes.
+            log.warning(
+                "sending %s (%s) did not get an answer; will check and re-send",
+                pending.what,
+                tx_hash,
+            )
+        head = int(await self.rpc.call("eth_blockNumber"), 16)
+        pending.sent_block = head
+        self.journal.set_status(tx_hash, "sent", sent_block=head)
+        log.info("sent %s nonce %d as %s", pending.what, pending.nonce, tx_hash)
+
+    async def _broadcast(self, raw: bytes, private: bool) -> None:
+        if private and self.private_rpc is not None:
+            try:
+                await self.private_rpc.call("eth_sendRawTransaction", "0x" + raw.hex())
+                return
+            except TemporaryError:
+                if not self.settings.private_fallback_to_public:
+                    raise
+                log.warning("private endpoint failed; sending through the public one as configured")
+        await self.rpc.call("eth_sendRawTransaction", "0x" + raw.hex())
+
+    # --- seeing it through ------------------------------------------------------------------------
+    async def wait(self, pending: Pending) -> Mined:
+        """Until mined with N confirmations; replaces it when stuck, re-sends it when dropped."""
+        settings = self.settings
+        replaced = rebroadcasts = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.receipt_timeout_seconds
+        while loop.time() < deadline:
+            head = int(await self.rpc.call("eth_blockNumber"), 16)
+            for tx_hash, _ in reversed(pending.versions):
+                receipt = await self.rpc.call("eth_getTransactionReceipt", tx_hash)
+                if receipt is None or receipt.get("blockNumber") is None:
+                    continue
+                mined_block = int(receipt["blockNumber"], 16)
+                if head - mined_block + 1 < settings.confirmations:
+                    break  # mined, not final yet
+                block = await self.rpc.call("eth_getBlockByNumber", hex(mined_block), False)
+                if block is None or block["hash"] != receipt["blockHash"]:
+                    log.warning(
+                        "%s: block %d was reorganised; checking again", tx_hash, mined_block
+                    )
+                    self.journal.set_status(tx_hash, "sent")
+                    break
+                return self._finish(pending, tx_hash, receipt, replaced, rebroadcasts)
+            else:
+                # none of the versions is mined
+                latest = int(
+                    await self.rpc.call("eth_getTransactionCount", self.address, "latest"), 16
+                )
+                if latest > pending.nonce and not await self._nonce_mined_by_us(pending.nonce):
+                    # the nonce moved on without any of our versions
+                    for tx_hash, _ in pending.versions:
+                        self.journal.set_status(tx_hash, "failed")
+                    raise NonceTaken(
+                        f"nonce {pending.nonce} of {self.address} was used by another transaction "
+                        f"while {pending.what} was pending; nothing of ours executed at it"
+                    )
+                tx_hash, raw = pending.versions[-1]
+                if latest > pending.nonce:
+                    pass  # one of ours is mined but its receipt not yet visible: look again
+                elif await self.rpc.call("eth_getTransactionByHash", tx_hash) is None:
+                    # dropped from the pool: the same signed bytes again, never a new transaction
+                    log.warning(
+                        "%s (%s) was dropped; re-sending the same signed bytes",
+                        pending.what,
+                        tx_hash,
+                    )
+                    await self._broadcast(raw, pending.private)
+                    rebroadcasts += 1
+                elif head - pending.sent_block >= settings.stuck_blocks and await self._replace(
+                    pending, head
+                ):
+                    replaced += 1
+            await asyncio.sleep(settings.poll_seconds)
+        raise TemporaryError(
+            f"{pending.what} (nonce {pending.nonce}) not final after "
+            f"{settings.receipt_timeout_seconds:g}s; it stays in the journal"
+        )
+
+    async def _replace(self, pending: Pending, head: int) -> bool:
+        """Same nonce, both fees raised by the bump; refuses to go above the fee cap."""
+        bumped = pending.fees.bumped(self.settings.replacement_bump)
+        cap = int(self.settings.max_fee_gwei * GWEI)
+        if bumped.max_fee > cap:
+            log.warning(
+                "%s is stuck, but a %.1f%% bump would exceed execution.max_fee_gwei; waiting",
+                pending.what,
+                self.settings.replacement_bump * 100,
+            )
+            pending.sent_block = head  # ask again after another stuck period
+            return False
+        old = pending.tx_hash
+        pending.fees = bumped
+        pending.tx = {
+            **pending.tx,
+            "maxFeePerGas": bumped.max_fee,
+            "maxPriorityFeePerGas": bumped.max_priority_fee,
+        }
+        log.info(
+            "replacing stuck %s nonce %d: max fee %.2f gwei, tip %.2f gwei",
+            pending.what,
+            pending.nonce,
+            bumped.max_fee / GWEI,
+            bumped.max_priority_fee / GWEI,
+        )
+        await self._sign_and_send(pending, replaces=old)
+        return True
+
+    def _finish(
+        self,
+        pending: Pending,
+        tx_hash: str,
+        receipt: dict[str, Any],
+        replaced: int,
+        rebroadcasts: int,
+    ) -> Mined:
+        for other, _ in pending.versions:
+            if other != tx_hash:
+                self.journal.set_status(other, "replaced")
+        mined = Mined(
+            tx_hash=tx_hash,
+            nonce=pending.nonce,
+            block_number=int(receipt["blockNumber"], 16),
+            block_hash=str(receipt["blockHash"]),
+            gas_used=int(receipt["gasUsed"], 16),
+            effective_gas_price=int(receipt.get("effectiveGasPrice") or "0x0", 16),
+            status=int(receipt["status"], 16),
+            replaced=replaced,
+            rebroadcasts=rebroadcasts,
+        )
+        self.journal.set_status(
+            tx_hash,
+            "mined",
+            mined_block=mined.block_number,
+            block_hash=mined.block_hash,
+            gas_used=mined.gas_used,
+        )
+        return mined
+
+    async def cancel(self, pending: Pending) -> Pending:
+        """Replace a pending transaction with a 0-value transfer to ourselves at the same nonce."""
+        bumped = pending.fees.bumped(self.settings.replacement_bump)
+        cancel = Pending(
+            pending.nonce,
+            f"cancel {pending.what}",
+            {
+                **pending.tx,
+                "to": self.address,
+                "data": "0x",
+                "value": 0,
+                "gas": 21_000,
+                "maxFeePerGas": bumped.max_fee,
+                "maxPriorityFeePerGas": bumped.max_priority_fee,
+            },
+            bumped,
+            versions=list(pending.versions),
+            private=pending.private,
+        )
+        await self._sign_and_send(cancel, replaces=pending.tx_hash)
+        return cancel
