@@ -73,6 +73,7 @@ class TokenSettings(Section):
     notional: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     weth: bool = False
     transfer_fee_bps: int = Field(default=0, ge=0, lt=10_000)  # taken by the token on transfer
+    approve_through_zero: bool = False  # USDT: a non-zero allowance must be set to 0 first
 
 
 class VenueSettings(Section):

@@ -248,12 +248,16 @@ class Sender:
                 elif await self.rpc.call("eth_getTransactionByHash", tx_hash) is None:
                     # dropped from the pool: the same signed bytes again, never a new transaction
                     log.warning(
-                        "%s (%s) was dropped; re-sending the same signed bytes",
-                        pending.what,
-                        tx_hash,
+                        "%s (%s) was dropped; re-sending the same bytes", pending.what, tx_hash
                     )
-                    await self._broadcast(raw, pending.private)
-                    rebroadcasts += 1
+                    try:
+                        await self._broadcast(raw, pending.private)
+                        rebroadcasts += 1
+                    except RpcError as err:
+                        # e.g. its max fee is now below the base fee: only a replacement can help
+                        log.warning("re-sending %s was refused (%s)", pending.what, err.rpc_message)
+                        if await self._replace(pending, head):
+                            replaced += 1
                 elif head - pending.sent_block >= settings.stuck_blocks and await self._replace(
                     pending, head
                 ):
@@ -290,7 +294,14 @@ class Sender:
             bumped.max_fee / GWEI,
             bumped.max_priority_fee / GWEI,
         )
-        await self._sign_and_send(pending, replaces=old)
+        try:
+            await self._sign_and_send(pending, replaces=old)
+        except SendRejected as err:
+            # Still too low for the node. The older versions stay the live ones; the next bump
+            # starts from the refused fees, after another stuck period.
+            log.warning("%s", err)
+            pending.sent_block = head
+            return False
         return True
 
     def _finish(

@@ -1,0 +1,104 @@
+"""Carry a Plan out: approvals, then the atomic executor call or the Router02 calls, one by one,
+each simulated just before it is signed, then reconciled against the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from eth_abi.abi import encode
+from eth_utils.abi import function_signature_to_4byte_selector
+
+from bot.chain.rpc import RpcClient
+from bot.execution.calls import Call, approve_data, executor_call, router_calls, router_spends
+from bot.execution.fees import Fees, check_caps
+from bot.execution.sender import Mined, Sender
+from bot.planner import Plan
+from bot.settings import Settings
+from bot.types import Snapshot
+
+log = logging.getLogger(__name__)
+ALLOWANCE = function_signature_to_4byte_selector("allowance(address,address)")
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    mined: tuple[Mined, ...]
+    approvals: int  # approval transactions sent
+    gas_used: int
+    gas_cost_wei: int
+
+
+async def allowance(rpc: RpcClient, token: str, owner: str, spender: str) -> int:
+    data = "0x" + (ALLOWANCE + encode(["address", "address"], [owner, spender])).hex()
+    return int(await rpc.call("eth_call", {"to": token, "data": data}, "latest"), 16)
+
+
+async def approval_calls(
+    rpc: RpcClient, settings: Settings, owner: str, needs: Mapping[tuple[str, str], int]
+) -> list[Call]:
+    """Approvals for (token, spender) -> amount: skipped when the allowance already suffices,
+    exact (or capped by config), and through zero first for USDT-style tokens."""
+    by_address = {t.address: (symbol, t) for symbol, t in settings.tokens.items()}
+    calls = []
+    for (token, spender), amount in needs.items():
+        current = await allowance(rpc, token, owner, spender)
+        if current >= amount:
+            continue
+        symbol, spec = by_address.get(token, (token, None))
+        if current > 0 and spec is not None and spec.approve_through_zero:
+            calls.append(
+                Call(token, approve_data(spender, 0), f"reset {symbol} allowance to 0", "approve")
+            )
+        target = (
+            amount
+            if settings.execution.approval == "exact"
+            else int(amount * settings.execution.approval_cap)
+        )
+        calls.append(Call(token, approve_data(spender, target), f"approve {symbol}", "approve"))
+    return calls
+
+
+async def execute_plan(
+    plan: Plan,
+    snapshot: Snapshot,
+    settings: Settings,
+    sender: Sender,
+    fees: Fees,
+    eth_price: float,
+    pairs: Mapping[str, str],
+) -> Execution:
+    """Send the plan and wait for every transaction; raises before signing anything that would
+    revert, and before sending anything when the fee caps are exceeded."""
+    execution = settings.execution
+    rpc = sender.rpc
+    owner = sender.address
+    needs: dict[tuple[str, str], int] = {}
+    if execution.route == "atomic":
+        assert execution.executor is not None
+        data, pulls = executor_call(plan, settings, pairs, execution.executor_mode)
+        for token, amount in pulls:
+            needs[(token, execution.executor)] = amount
+        actions = [
+            Call(execution.executor, data, f"execute {len(plan.actions)} actions", "execute")
+        ]
+    else:
+        for spend in router_spends(plan, settings, pairs):
+            key = (spend.token, spend.spender)
+            needs[key] = needs.get(key, 0) + spend.amount
+        actions = router_calls(plan, settings, pairs, owner)
+    approvals = await approval_calls(rpc, settings, owner, needs)
+    check_caps(fees, plan.gas + 50_000 * len(approvals), eth_price, execution)
+    mined: list[Mined] = []
+    for call in [*approvals, *actions]:
+        pending = await sender.send(call, fees)
+        result = await sender.wait(pending)
+        mined.append(result)
+        if result.status != 1:
+            log.error("%s reverted on chain in %s; stopping this plan", call.what, result.tx_hash)
+            break
+    gas = sum(m.gas_used for m in mined)
+    cost = sum(m.gas_used * m.effective_gas_price for m in mined)
+    return Execution(tuple(mined), len(approvals), gas, cost)

@@ -1,0 +1,417 @@
+"""The sender on the fixture chain: simulation, nonces, drops, stuck transactions, sandwiches,
+approvals, whole plans, and secrets kept out of every log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_abi.abi import encode
+from eth_account import Account
+from eth_utils.abi import function_signature_to_4byte_selector
+
+from bot.chain.rpc import RpcClient
+from bot.execution.calls import Call, approve_data
+from bot.execution.fees import GWEI, Fees, FeeTooHigh, check_caps, suggest_fees
+from bot.execution.run import allowance, approval_calls, execute_plan
+from bot.execution.sender import NonceTaken, Sender, SimulationReverted
+from bot.execution.signer import Signer, load_signer
+from bot.journal import Journal
+from bot.paths import ROOT
+from bot.planner import plan
+from bot.settings import Settings, SignerSettings, load_settings
+from bot.status import read_and_value
+from tests.conftest import Chain
+from tests.helpers import contract, send
+
+TRANSFER = function_signature_to_4byte_selector("transfer(address,uint256)")
+
+
+def settings_for(chain: Chain, **execution: Any) -> Settings:
+    base = load_settings(ROOT / "config" / "local.toml", rpc_url=chain.url)
+    defaults = {
+        "poll_seconds": 0.05,
+        "confirmations": 2,
+        "stuck_blocks": 2,
+        "receipt_timeout_seconds": 60,
+    }
+    return base.model_copy(
+        update={"execution": base.execution.model_copy(update={**defaults, **execution})}
+    )
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = Journal(tmp_path / "journal.sqlite")
+    yield j
+    j.close()
+
+
+@contextlib.asynccontextmanager
+async def sender_for(chain: Chain, journal: Journal, settings: Settings) -> AsyncIterator[Sender]:
+    signer = Signer(Account.from_key(chain.manifest["keeper"]["private_key"]))
+    async with RpcClient([chain.url], chain_id=31337) as rpc:
+        yield Sender(rpc, signer, journal, settings.execution, 31337)
+
+
+@contextlib.asynccontextmanager
+async def miner(chain: Chain, every: float = 0.1) -> AsyncIterator[None]:
+    """Mine a block every `every` seconds (automine is off in these tests)."""
+
+    async def mine() -> None:
+        while True:
+            await asyncio.to_thread(chain.rpc, "evm_mine")
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(mine())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def transfer_call(chain: Chain, symbol: str, to: str, amount: int) -> Call:
+    return Call(
+        chain.token(symbol),
+        TRANSFER + encode(["address", "uint256"], [to, amount]),
+        f"transfer {symbol}",
+    )
+
+
+FEES = Fees(base_fee=10**9, max_priority_fee=GWEI, max_fee=3 * GWEI)
+
+
+async def test_a_reverting_transaction_is_never_signed(chain: Chain, journal: Journal) -> None:
+    settings = settings_for(chain)
+    keeper = chain.manifest["keeper"]["address"]
+    nonce = chain.w3.eth.get_transaction_count(keeper)
+    async with sender_for(chain, journal, settings) as sender:
+        too_much = transfer_call(chain, "USDC", chain.manifest["deployer"], 10**30)
+        with pytest.raises(SimulationReverted, match="transfer USDC would revert"):
+            await sender.send(too_much, FEES)
+        assert await sender.next_nonce() == nonce
+    assert chain.w3.eth.get_transaction_count(keeper) == nonce
+    assert journal.open_transactions(keeper) == []
+    assert journal.highest_nonce(keeper) is None
+
+
+async def test_a_dropped_transaction_is_resent_as_the_same_bytes(
+    chain: Chain, journal: Journal
+) -> None:
+    settings = settings_for(chain)
+    deployer = chain.manifest["deployer"]
+    usdc = contract(chain.w3, chain.token("USDC"), "IERC20")
+    before = usdc.functions.balanceOf(deployer).call()
+    chain.rpc("evm_setAutomine", False)
+    try:
+        async with sender_for(chain, journal, settings) as sender:
+            pending = await sender.send(
+                transfer_call(chain, "USDC", deployer, 1_000),
+                await suggest_fees(sender.rpc, settings.execution),
+            )
+            chain.rpc("anvil_dropTransaction", pending.tx_hash)
+            assert chain.rpc("eth_getTransactionByHash", pending.tx_hash) is None
+            async with miner(chain):
+                mined = await sender.wait(pending)
+    finally:
+        chain.rpc("evm_setAutomine", True)
+    assert mined.tx_hash == pending.tx_hash  # the original signed bytes, not a new transaction
+    assert mined.rebroadcasts >= 1
+    assert mined.status == 1
+    assert usdc.functions.balanceOf(deployer).call() == before + 1_000  # exactly once
+
+
+async def test_a_stuck_transaction_is_replaced_at_the_same_nonce(
+    chain: Chain, journal: Journal
+) -> None:
+    settings = settings_for(chain, max_fee_gwei=10_000)
+    deployer = chain.manifest["deployer"]
+    keeper = chain.manifest["keeper"]["address"]
+    usdc = contract(chain.w3, chain.token("USDC"), "IERC20")
+    before = usdc.functions.balanceOf(deployer).call()
+    chain.rpc("evm_setAutomine", False)
+    try:
+        async with sender_for(chain, journal, settings) as sender:
+            pending = await sender.send(transfer_call(chain, "USDC", deployer, 777), FEES)
+            # the base fee jumps far above our max fee: the transaction cannot be included
+            chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(40 * GWEI))
+            async with miner(chain, every=0.05):
+                mined = await sender.wait(pending)
+    finally:
+        chain.rpc("evm_setAutomine", True)
+    assert mined.replaced >= 1
+    versions = journal.by_nonce(keeper, pending.nonce)
+    for older, newer in itertools.pairwise(versions):
+        # every attempt raised both fee fields by at least 12.5% over the one before
+        assert newer.max_fee >= older.max_fee * 1.125
+        assert newer.max_priority_fee >= older.max_priority_fee * 1.125
+    accepted = [v for v in versions if v.status != "failed"]  # "failed": refused by the node
+    assert len(accepted) == mined.replaced + 1
+    statuses = [v.status for v in accepted]
+    assert statuses.count("mined") == 1
+    assert set(statuses) <= {"mined", "replaced"}
+    assert usdc.functions.balanceOf(deployer).call() == before + 777  # executed exactly once
+
+
+async def test_fees_above_the_cap_wait_and_send_nothing(chain: Chain) -> None:
+    settings = settings_for(chain, max_fee_gwei=50, max_gas_cost=100)
+    async with RpcClient([chain.url], chain_id=31337) as rpc:
+        fees = await suggest_fees(rpc, settings.execution)
+    assert fees.max_fee == 2 * fees.base_fee + fees.max_priority_fee
+    high = Fees(base_fee=80 * GWEI, max_priority_fee=GWEI, max_fee=161 * GWEI)
+    with pytest.raises(FeeTooHigh, match="above execution.max_fee_gwei 50: waiting"):
+        check_caps(high, 500_000, 2_000.0, settings.execution)
+    costly = Fees(base_fee=40 * GWEI, max_priority_fee=GWEI, max_fee=45 * GWEI)
+    with pytest.raises(FeeTooHigh, match="above execution.max_gas_cost 100.00: waiting"):
+        check_caps(costly, 2_000_000, 2_000.0, settings.execution)
+    check_caps(Fees(GWEI, GWEI, 3 * GWEI), 500_000, 2_000.0, settings.execution)
+
+
+async def test_a_nonce_used_by_someone_else_is_noticed(chain: Chain, journal: Journal) -> None:
+    settings = settings_for(chain)
+    keeper = chain.manifest["keeper"]["address"]
+    deployer = chain.manifest["deployer"]
+    chain.rpc("evm_setAutomine", False)
+    try:
+        async with sender_for(chain, journal, settings) as sender:
+            pending = await sender.send(
+                transfer_call(chain, "USDC", deployer, 5),
+                await suggest_fees(sender.rpc, settings.execution),
+            )
+            # another process with the same key spends the nonce first, with a higher tip
+            rogue = Account.from_key(chain.manifest["keeper"]["private_key"]).sign_transaction(
+                {
+                    "type": 2,
+                    "chainId": 31337,
+                    "nonce": pending.nonce,
+                    "to": deployer,
+                    "value": 1,
+                    "gas": 21_000,
+                    "maxFeePerGas": 20 * GWEI,
+                    "maxPriorityFeePerGas": 10 * GWEI,
+                }
+            )
+            chain.rpc("eth_sendRawTransaction", "0x" + bytes(rogue.raw_transaction).hex())
+            async with miner(chain):
+                with pytest.raises(
+                    NonceTaken, match=f"nonce {pending.nonce} .* was used by another transaction"
+                ):
+                    await sender.wait(pending)
+            assert await sender.next_nonce() == pending.nonce + 1  # re-synced
+    finally:
+        chain.rpc("evm_setAutomine", True)
+    statuses = {r.status for r in journal.by_nonce(keeper, pending.nonce)}
+    assert statuses == {"failed"}  # none of our versions executed, and the journal says so
+
+
+async def test_usdt_style_approval_goes_through_zero(chain: Chain, journal: Journal) -> None:
+    settings = settings_for(chain, confirmations=1)  # automine: no block comes after the last one
+    keeper = chain.manifest["keeper"]["address"]
+    usdt = chain.token("USDT")
+    router = settings.venues["uniswap"].router
+    send(chain.w3, contract(chain.w3, usdt, "IERC20").functions.approve(router, 5), keeper)
+    async with sender_for(chain, journal, settings) as sender:
+        calls = await approval_calls(sender.rpc, settings, keeper, {(usdt, router): 1_000})
+        assert [c.what for c in calls] == ["reset USDT allowance to 0", "approve USDT"]
+        assert calls[0].data == approve_data(router, 0)
+        fees = await suggest_fees(sender.rpc, settings.execution)
+        for call in calls:
+            assert (await sender.wait(await sender.send(call, fees))).status == 1
+        assert await allowance(sender.rpc, usdt, keeper, router) == 1_000
+        # enough already: nothing to send
+        assert await approval_calls(sender.rpc, settings, keeper, {(usdt, router): 900}) == []
+
+
+@pytest.mark.parametrize(("route", "mode"), [("sequential", "wallet"), ("atomic", "wallet")])
+async def test_a_whole_plan_lands_at_its_quotes(
+    chain: Chain, journal: Journal, route: str, mode: str
+) -> None:
+    settings = settings_for(chain, confirmations=1)
+    keeper = chain.manifest["keeper"]["address"]
+    if route == "atomic":
+        from tests.anvil.test_executor import deploy_executor
+
+        executor = deploy_executor(chain)
+        settings = settings_for(
+            chain, confirmations=1, route="atomic", executor=executor, executor_mode=mode
+        )
+    snapshot, view = await read_and_value(settings)
+    proposed = plan(
+        snapshot, view, settings, {"LINK": 30_000.0, "usd": -30_000.0}, int(time.time())
+    )
+    pairs = {p["key"]: p["address"] for p in chain.manifest["pools"]}
+    async with sender_for(chain, journal, settings) as sender:
+        fees = await suggest_fees(sender.rpc, settings.execution)
+        result = await execute_plan(proposed, snapshot, settings, sender, fees, 200.0, pairs)
+    assert all(m.status == 1 for m in result.mined)
+    if route == "atomic":
+        assert len(result.mined) == result.approvals + 1
+    else:
+        assert len(result.mined) == result.approvals + len(proposed.actions)
+    _, after = await read_and_value(settings)
+    for unit in after.units:
+        assert unit.weight == pytest.approx(
+            proposed.post_weights[unit.unit], abs=1e-6
+        )  # less gas paid
+    assert all(r.status == "mined" for r in journal.by_nonce(keeper, result.mined[-1].nonce))
+
+
+async def test_a_sandwich_never_fills_below_min_out(chain: Chain, journal: Journal) -> None:
+    settings = settings_for(chain, confirmations=1)
+    keeper = chain.manifest["keeper"]["address"]
+    attacker = chain.manifest["deployer"]
+    snapshot, view = await read_and_value(settings)
+    settings_direct = settings.model_copy(
+        update={"execution": settings.execution.model_copy(update={"split_venues": False})}
+    )
+    proposed = plan(
+        snapshot, view, settings_direct, {"LINK": 20_000.0, "usd": -20_000.0}, int(time.time())
+    )
+    swap = proposed.swaps[0]
+    pairs = {p["key"]: p["address"] for p in chain.manifest["pools"]}
+    w3 = chain.w3
+    token_in = contract(w3, settings.tokens[swap.path[0]].address, "IERC20")
+    router_address = settings.venues[swap.venue].router
+    send(w3, token_in.functions.approve(router_address, 2**256 - 1), keeper)
+    from bot.execution.calls import router_calls
+
+    call = router_calls(proposed, settings, pairs, keeper)[0]
+    token_out = contract(w3, settings.tokens[swap.path[-1]].address, "IERC20")
+    before = token_out.functions.balanceOf(keeper).call()
+    chain.rpc("evm_setAutomine", False)
+    try:
+        async with sender_for(chain, journal, settings) as sender:
+            pending = await sender.send(call, await suggest_fees(sender.rpc, settings.execution))
+            # the attacker buys the same token first, with a higher tip, in the same block
+            router = contract(w3, router_address, "IUniswapV2Router02")
+            weth = settings.tokens["WETH"].address
+            path = [settings.tokens[s].address for s in swap.path]
+            first_pool = snapshot.pool(swap.pools[0])
+            reserve_in = (
+                first_pool.reserve0
+                if first_pool.pool.token0 == swap.path[0]
+                else first_pool.reserve1
+            )
+            big = reserve_in // 20  # 5% of the pool: moves its price about 10%
+            chain.rpc("anvil_setBalance", attacker, hex(10**30))
+            if swap.path[0] == "WETH":
+                w3.eth.send_transaction(
+                    {
+                        "from": attacker,
+                        "to": weth,
+                        "value": big,
+                        "data": "0xd0e30db0",
+                        "maxPriorityFeePerGas": 50 * GWEI,
+                        "maxFeePerGas": 100 * GWEI,
+                    }
+                )
+            else:
+                w3.eth.send_transaction(
+                    {
+                        "from": attacker,
+                        "to": path[0],
+                        "data": contract(w3, path[0], "FixtureToken").encode_abi(
+                            "mint", [attacker, big]
+                        ),
+                        "maxPriorityFeePerGas": 50 * GWEI,
+                        "maxFeePerGas": 100 * GWEI,
+                    }
+                )
+            w3.eth.send_transaction(
+                {
+                    "from": attacker,
+                    "to": path[0],
+                    "data": contract(w3, path[0], "IERC20").encode_abi(
+                        "approve", [router_address, 2**256 - 1]
+                    ),
+                    "maxPriorityFeePerGas": 50 * GWEI,
+                    "maxFeePerGas": 100 * GWEI,
+                }
+            )
+            w3.eth.send_transaction(
+                {
+                    "from": attacker,
+                    "to": router_address,
+                    "data": router.encode_abi(
+                        "swapExactTokensForTokens", [big, 0, path, attacker, 2**63]
+                    ),
+                    "maxPriorityFeePerGas": 40 * GWEI,
+                    "maxFeePerGas": 100 * GWEI,
+                    "gas": 500_000,
+                }
+            )
+            chain.rpc("evm_mine")
+            async with miner(chain):
+                mined = await sender.wait(pending)
+    finally:
+        chain.rpc("evm_setAutomine", True)
+    got = token_out.functions.balanceOf(keeper).call() - before
+    if mined.status == 1:
+        assert got >= swap.min_out
+    else:
+        assert got == 0  # reverted on minOut: nothing filled at the worse price
+    assert mined.status == 0  # a front-run of 5% of the pool pushes the price past our 0.5%
+    assert len(journal.by_nonce(keeper, pending.nonce)) == 1  # the bot did not chase the price
+
+
+async def test_secrets_never_reach_the_logs(
+    chain: Chain,
+    journal: Journal,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = chain.manifest["keeper"]["private_key"]
+    password = "correct horse battery staple 42"
+    keystore = tmp_path / "keystore.json"
+    keystore.write_text(json.dumps(Account.encrypt(key, password, kdf="pbkdf2", iterations=1_000)))
+    monkeypatch.setenv("REBALANCER_KEYSTORE_PASSWORD", password)
+    signer = load_signer(SignerSettings(keystore=keystore))
+    assert signer is not None
+    assert signer.address == chain.manifest["keeper"]["address"]
+    assert key[2:] not in repr(signer)
+    caplog.set_level(logging.DEBUG)
+    settings = settings_for(chain, confirmations=1)
+    snapshot, view = await read_and_value(settings)
+    proposed = plan(
+        snapshot, view, settings, {"LINK": 10_000.0, "usd": -10_000.0}, int(time.time())
+    )
+    pairs = {p["key"]: p["address"] for p in chain.manifest["pools"]}
+    async with RpcProxyWithSecret(chain.url) as url, RpcClient([url], chain_id=31337) as rpc:
+        sender = Sender(rpc, signer, journal, settings.execution, 31337)
+        fees = await suggest_fees(rpc, settings.execution)
+        result = await execute_plan(proposed, snapshot, settings, sender, fees, 200.0, pairs)
+    assert all(m.status == 1 for m in result.mined)
+    text = caplog.text
+    for secret in (key, key[2:], password, "SUPER-SECRET-API-KEY"):
+        assert secret not in text
+    assert "sent swap" in text  # the run was logged
+    with pytest.raises(Exception) as excinfo:
+        load_signer(SignerSettings(keystore=keystore, password_env="NO_SUCH_PASSWORD_VAR"))
+    assert password not in str(excinfo.value)
+
+
+class RpcProxyWithSecret:
+    """A proxy whose URL carries an API key in its path, as providers' URLs do."""
+
+    def __init__(self, upstream: str) -> None:
+        from tests.proxy import RpcProxy
+
+        self.proxy = RpcProxy(upstream)
+
+    async def __aenter__(self) -> str:
+        await self.proxy.__aenter__()
+        return self.proxy.url + "/v2/SUPER-SECRET-API-KEY"
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.proxy.__aexit__(*exc)
