@@ -19,6 +19,7 @@ from eth_account import Account
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from bot.chain.rpc import RpcClient
+from bot.errors import ConfigError
 from bot.execution.calls import Call, approve_data
 from bot.execution.fees import GWEI, Fees, FeeTooHigh, check_caps, suggest_fees
 from bot.execution.run import allowance, approval_calls, execute_plan
@@ -169,10 +170,10 @@ async def test_fees_above_the_cap_wait_and_send_nothing(chain: Chain) -> None:
         fees = await suggest_fees(rpc, settings.execution)
     assert fees.max_fee == 2 * fees.base_fee + fees.max_priority_fee
     high = Fees(base_fee=80 * GWEI, max_priority_fee=GWEI, max_fee=161 * GWEI)
-    with pytest.raises(FeeTooHigh, match="above execution.max_fee_gwei 50: waiting"):
+    with pytest.raises(FeeTooHigh, match=r"above execution\.max_fee_gwei 50: waiting"):
         check_caps(high, 500_000, 2_000.0, settings.execution)
     costly = Fees(base_fee=40 * GWEI, max_priority_fee=GWEI, max_fee=45 * GWEI)
-    with pytest.raises(FeeTooHigh, match="above execution.max_gas_cost 100.00: waiting"):
+    with pytest.raises(FeeTooHigh, match=r"above execution\.max_gas_cost 100\.00: waiting"):
         check_caps(costly, 2_000_000, 2_000.0, settings.execution)
     check_caps(Fees(GWEI, GWEI, 3 * GWEI), 500_000, 2_000.0, settings.execution)
 
@@ -396,9 +397,14 @@ async def test_secrets_never_reach_the_logs(
     for secret in (key, key[2:], password, "SUPER-SECRET-API-KEY"):
         assert secret not in text
     assert "sent swap" in text  # the run was logged
-    with pytest.raises(Exception) as excinfo:
-        load_signer(SignerSettings(keystore=keystore, password_env="NO_SUCH_PASSWORD_VAR"))
+    monkeypatch.setenv("WRONG_PASSWORD", password + "x")
+    with pytest.raises(ConfigError, match="could not decrypt") as excinfo:
+        load_signer(SignerSettings(keystore=keystore, password_env="WRONG_PASSWORD"))
     assert password not in str(excinfo.value)
+    monkeypatch.setenv("BAD_KEY", key[:-4] + "zzzz")
+    with pytest.raises(ConfigError, match="BAD_KEY does not hold a valid private key") as excinfo:
+        load_signer(SignerSettings(key_env="BAD_KEY"))
+    assert key[2:-4] not in str(excinfo.value)
 
 
 class RpcProxyWithSecret:
