@@ -4,6 +4,7 @@ each simulated just before it is signed, then reconciled against the plan.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,8 +13,10 @@ from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from bot.chain.rpc import RpcClient
+from bot.errors import TemporaryError
 from bot.execution.calls import Call, approve_data, executor_call, router_calls, router_spends
 from bot.execution.fees import Fees, check_caps
+from bot.execution.relay import BundleRelay
 from bot.execution.sender import Mined, Sender
 from bot.planner import Plan
 from bot.settings import Settings
@@ -102,3 +105,72 @@ async def execute_plan(
     gas = sum(m.gas_used for m in mined)
     cost = sum(m.gas_used * m.effective_gas_price for m in mined)
     return Execution(tuple(mined), len(approvals), gas, cost)
+
+
+APPROVAL_GAS = 80_000
+EXECUTE_OVERHEAD_GAS = 60_000
+
+
+async def execute_plan_as_bundle(
+    plan: Plan,
+    settings: Settings,
+    sender: Sender,
+    relay: BundleRelay,
+    fees: Fees,
+    eth_price: float,
+    pairs: Mapping[str, str],
+    max_blocks: int = 5,
+) -> Execution:
+    """Send the plan as one relay bundle: all of it in one block, in order, or none of it.
+
+    The relay simulates the bundle first; a revert anywhere sends nothing and frees the nonces.
+    """
+    execution = settings.execution
+    owner = sender.address
+    needs: dict[tuple[str, str], int] = {}
+    if execution.route == "atomic":
+        assert execution.executor is not None
+        data, pulls = executor_call(plan, settings, pairs, execution.executor_mode)
+        for token, amount in pulls:
+            needs[(token, execution.executor)] = amount
+        actions = [
+            (Call(execution.executor, data, "execute", "execute"), plan.gas + EXECUTE_OVERHEAD_GAS)
+        ]
+    else:
+        for spend in router_spends(plan, settings, pairs):
+            needs[(spend.token, spend.spender)] = (
+                needs.get((spend.token, spend.spender), 0) + spend.amount
+            )
+        calls = router_calls(plan, settings, pairs, owner)
+        actions = [(call, action.gas) for call, action in zip(calls, plan.actions, strict=True)]
+    approvals = [
+        (call, APPROVAL_GAS) for call in await approval_calls(sender.rpc, settings, owner, needs)
+    ]
+    bundle = [*approvals, *actions]
+    check_caps(fees, sum(gas for _, gas in bundle), eth_price, execution)
+    signed = await sender.sign_bundle(bundle, fees)
+    raws = [p.versions[0][1] for p in signed]
+    head = int(await sender.rpc.call("eth_blockNumber"), 16)
+    try:
+        await relay.call_bundle(raws, head + 1)
+    except BaseException:
+        for pending in signed:
+            sender.journal.set_status(pending.tx_hash, "failed")  # never broadcast: nonces free
+        raise
+    for target in range(head + 1, head + 1 + max_blocks):
+        await relay.send_bundle(raws, target)
+        for pending in signed:
+            sender.journal.set_status(pending.tx_hash, "sent", sent_block=target - 1)
+        while int(await sender.rpc.call("eth_blockNumber"), 16) < target:  # noqa: ASYNC110 (polls the chain)
+            await asyncio.sleep(execution.poll_seconds)
+        receipts = [await sender.rpc.call("eth_getTransactionReceipt", p.tx_hash) for p in signed]
+        if all(r is not None for r in receipts):
+            mined = tuple([await sender.wait(p) for p in signed])
+            gas = sum(m.gas_used for m in mined)
+            return Execution(
+                mined, len(approvals), gas, sum(m.gas_used * m.effective_gas_price for m in mined)
+            )
+        log.info("bundle not in block %d; offering it for the next", target)
+    for pending in signed:
+        sender.journal.set_status(pending.tx_hash, "dropped")
+    raise TemporaryError(f"the bundle was not included in {max_blocks} blocks; nothing executed")

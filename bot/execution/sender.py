@@ -162,6 +162,43 @@ class Sender:
             await self._sign_and_send(pending, replaces=None)
             return pending
 
+    async def sign_bundle(self, calls: list[tuple[Call, int]], fees: Fees) -> list[Pending]:
+        """Sign calls with consecutive nonces and fixed gas limits, journaled, not broadcast.
+
+        For a relay bundle: later calls depend on earlier ones (an approval, then the swap), so
+        they cannot be estimated one by one; the relay simulates the bundle as a whole instead.
+        """
+        async with self._lock:
+            nonce = await self.next_nonce()
+            out = []
+            for offset, (call, gas) in enumerate(calls):
+                tx = {
+                    "type": 2,
+                    "chainId": self.chain_id,
+                    "nonce": nonce + offset,
+                    "to": call.to,
+                    "data": "0x" + call.data.hex(),
+                    "value": 0,
+                    "gas": int(gas * self.settings.gas_limit_margin),
+                    "maxFeePerGas": fees.max_fee,
+                    "maxPriorityFeePerGas": fees.max_priority_fee,
+                }
+                pending = Pending(nonce + offset, call.what, tx, fees, private=True)
+                raw, tx_hash = self.signer.sign(tx)
+                self.journal.record_signed(
+                    tx_hash,
+                    self.address,
+                    pending.nonce,
+                    raw,
+                    call.what,
+                    fees.max_fee,
+                    fees.max_priority_fee,
+                    True,
+                )
+                pending.versions.append((tx_hash, raw))
+                out.append(pending)
+            return out
+
     async def _sign_and_send(self, pending: Pending, replaces: str | None) -> None:
         raw, tx_hash = self.signer.sign(pending.tx)
         self.journal.record_signed(
