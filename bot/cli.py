@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from bot.errors import RebalancerError
+from bot.errors import ConfigError, RebalancerError
 from bot.paths import ROOT
 
 EXAMPLES = """\
@@ -79,6 +79,41 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy_executor(args: argparse.Namespace) -> int:
+    from bot.chain.rpc import RpcClient
+    from bot.execution.deploy import deploy_executor
+    from bot.execution.sender import Sender
+    from bot.execution.signer import load_signer
+    from bot.journal import Journal
+    from bot.settings import load_settings
+
+    settings = load_settings(args.config, rpc_url=args.rpc_url)
+    signer = load_signer(settings.signer)
+    if signer is None:
+        raise ConfigError(
+            f"deploy-executor signs a transaction: set {settings.signer.key_env}, or "
+            "signer.keystore with its password"
+        )
+
+    async def run() -> str:
+        journal = Journal(args.journal)
+        try:
+            async with RpcClient(settings.chain.rpc_urls, chain_id=settings.chain.chain_id) as rpc:
+                sender = Sender(rpc, signer, journal, settings.execution, settings.chain.chain_id)
+                return await deploy_executor(sender, settings)
+        finally:
+            journal.close()
+
+    address = asyncio.run(run())
+    print(f"RebalanceExecutor deployed at {address}, owned by {signer.address}")
+    print("Use it with, in the config:")
+    print(
+        f'  [execution]\n  route = "atomic"\n  executor = "{address}"\n  executor_mode = "wallet"'
+    )
+    print('(vault mode: transfer the portfolio to the executor and set executor_mode = "vault")')
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     """The fixture chain on a free port and the bot's view of the fixture wallet."""
     from anvil_fixtures.builder import build
@@ -136,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_args(plan)
     plan.set_defaults(handler=_plan)
+
+    deploy = commands.add_parser(
+        "deploy-executor", help="deploy the atomic RebalanceExecutor, owned by the signer"
+    )
+    deploy.add_argument("--config", required=True, help="settings TOML (see config/)")
+    deploy.add_argument("--rpc-url", help="overrides chain.rpc_urls (also REBALANCER_RPC_URL)")
+    deploy.add_argument(
+        "--journal", default="rebalancer-journal.sqlite", help="transaction journal"
+    )
+    deploy.set_defaults(handler=_deploy_executor)
 
     demo = commands.add_parser("demo", help="start the fixture chain and show the bot's view of it")
     demo.set_defaults(handler=_demo)

@@ -308,6 +308,26 @@ def value_portfolio(snapshot: Snapshot, settings: Settings) -> Valuation:
         ):
             raw[symbol] += amount
             in_lp[symbol] += amount
+    # The non-trading account (the keeper wallet in vault mode) counts too.
+    states = {state.key: state for state in snapshot.pools}
+    for name, amount in snapshot.other_holdings:
+        if name in states:
+            state = states[name]
+            underlying = amm.lp_underlying(
+                amount,
+                state.reserve0,
+                state.reserve1,
+                state.total_supply,
+                state.k_last,
+                state.fee_on,
+            )
+            for symbol, part in zip(
+                (state.pool.token0, state.pool.token1), underlying, strict=True
+            ):
+                raw[symbol] += part
+                in_lp[symbol] += part
+        elif name in raw:
+            raw[name] += amount
 
     def decimals(asset: str) -> int:
         return 18 if asset == NATIVE else settings.tokens[asset].decimals

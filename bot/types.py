@@ -85,6 +85,9 @@ class Snapshot:
     fee_to: tuple[tuple[str, Address], ...]  # (venue, factory.feeTo())
     history: tuple[PoolObservation, ...] = ()  # the same pools `twap_window` earlier
     history_timestamp: int | None = None
+    # Holdings of the account that does not trade (the keeper wallet in vault mode): ETH,
+    # token symbols and pool keys (LP tokens), raw. Valued, never traded.
+    other_holdings: tuple[tuple[str, Raw], ...] = ()
 
     def balance(self, symbol: str) -> Raw:
         return dict(self.balances)[symbol]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from eth_abi.abi import decode, encode
@@ -75,7 +76,14 @@ class SnapshotReader:
         self.rpc = rpc
         self.settings = settings
         self.pools = tuple(pools)
-        self.wallet = Address(settings.wallet.address)
+        execution = settings.execution
+        # In vault mode the executor holds the portfolio and trades; the keeper wallet's own
+        # holdings (gas money, anything not deposited) still count toward the valuation.
+        self.vault = execution.executor_mode == "vault" and execution.executor is not None
+        self.wallet = Address(
+            execution.executor if self.vault and execution.executor else settings.wallet.address
+        )
+        self.owner = Address(settings.wallet.address)
         self.symbols = list(settings.tokens)
         self.venues = list(settings.venues)
         window = settings.valuation.twap_window_seconds
@@ -86,13 +94,13 @@ class SnapshotReader:
         """Resolve pool addresses (factory.getPair) and check token decimals, in one read."""
         return cls(rpc, settings, await resolve_pools(rpc, settings))
 
-    def _request(self, block: Any, *, full: bool) -> RpcRequest:
+    def _request(self, block: Any, *, full: bool, holder: str | None = None) -> RpcRequest:
         tokens = [self.settings.tokens[s].address for s in self.symbols] if full else []
         factories = [self.settings.venues[v].factory for v in self.venues] if full else []
         return _eth_call(
             abi.SNAPSHOT,
             ["address", "address[]", "address[]", "address[]"],
-            [self.wallet, tokens, [p.address for p in self.pools], factories],
+            [holder or self.wallet, tokens, [p.address for p in self.pools], factories],
             block,
         )
 
@@ -127,11 +135,25 @@ class SnapshotReader:
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"the head block is malformed ({err})") from None
 
-        requests = [self._request({"blockHash": block_hash}, full=True)]
+        pinned = {"blockHash": block_hash}
+        requests = [self._request(pinned, full=True)]
+        if self.vault:
+            requests.append(self._request(pinned, full=True, holder=self.owner))
         history_block = number - self.history_blocks
         if history_block >= 1:
             requests.append(self._request(hex(history_block), full=False))
         answers = await self.rpc.batch(requests, allow_errors=True)
+        owner_holdings: tuple[tuple[str, int], ...] = ()
+        if self.vault:
+            owner_answer = answers.pop(1)
+            if isinstance(owner_answer, RpcError):
+                raise DataError(f"the wallet read at block {number} failed: {owner_answer}")
+            owner_header, owner_words, owner_failed = self._words(
+                owner_answer, True, "the wallet read"
+            )
+            if owner_failed:
+                raise DataError(f"wallet {self._describe(owner_failed[0], True)} reverted")
+            owner_holdings = self._holdings(owner_header[4], owner_words)
         if isinstance(answers[0], RpcError):
             raise DataError(f"the snapshot read at block {number} failed: {answers[0]}")
 
@@ -149,9 +171,18 @@ class SnapshotReader:
                 f"the node runs chain id {chain_id}, the config says {self.settings.chain.chain_id}"
             )
         history, history_timestamp = self._history(answers[1] if len(answers) > 1 else None)
-        return self._assemble(
+        snapshot = self._assemble(
             number, block_hash, timestamp, base_fee, eth_balance, words, history, history_timestamp
         )
+        return replace(snapshot, other_holdings=owner_holdings)
+
+    def _holdings(self, eth_balance: int, words: list[int]) -> tuple[tuple[str, int], ...]:
+        """Another account's ETH, tokens and LP tokens, by symbol or pool key."""
+        n = len(self.symbols)
+        out = [("ETH", eth_balance), *zip(self.symbols, words[:n], strict=True)]
+        for i, pool in enumerate(self.pools):
+            out.append((pool.key, words[n + i * _WORDS_PER_PAIR + 9]))
+        return tuple((name, amount) for name, amount in out if amount)
 
     def _history(self, answer: Any) -> tuple[tuple[PoolObservation, ...], int | None]:
         # The window-old read is best effort: a node without that block's state (not an archive

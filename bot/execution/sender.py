@@ -19,6 +19,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_utils.address import to_checksum_address
+
 from bot.chain.rpc import RpcClient, RpcError
 from bot.errors import Halt, SkipCycle, TemporaryError
 from bot.execution.calls import Call
@@ -70,6 +72,7 @@ class Mined:
     status: int
     replaced: int  # how many times it was replaced before this one mined
     rebroadcasts: int
+    contract_address: str | None = None
 
 
 class Sender:
@@ -130,12 +133,9 @@ class Sender:
     # --- sending ----------------------------------------------------------------------------------
     async def simulate(self, call: Call, value: int = 0) -> int:
         """eth_estimateGas of the call as our sender now; raises SimulationReverted."""
-        tx = {
-            "from": self.address,
-            "to": call.to,
-            "data": "0x" + call.data.hex(),
-            "value": hex(value),
-        }
+        tx = {"from": self.address, "data": "0x" + call.data.hex(), "value": hex(value)}
+        if call.to:  # an empty `to` deploys a contract
+            tx["to"] = call.to
         try:
             estimate = await self.rpc.call("eth_estimateGas", tx, "latest")
         except RpcError as err:
@@ -151,13 +151,14 @@ class Sender:
                 "type": 2,
                 "chainId": self.chain_id,
                 "nonce": nonce,
-                "to": call.to,
                 "data": "0x" + call.data.hex(),
                 "value": value,
                 "gas": gas,
                 "maxFeePerGas": fees.max_fee,
                 "maxPriorityFeePerGas": fees.max_priority_fee,
             }
+            if call.to:
+                tx["to"] = call.to
             pending = Pending(nonce, call.what, tx, fees, private=self.private_rpc is not None)
             await self._sign_and_send(pending, replaces=None)
             return pending
@@ -362,6 +363,11 @@ class Sender:
             status=int(receipt["status"], 16),
             replaced=replaced,
             rebroadcasts=rebroadcasts,
+            contract_address=(
+                to_checksum_address(receipt["contractAddress"])
+                if receipt.get("contractAddress")
+                else None
+            ),
         )
         self.journal.set_status(
             tx_hash,

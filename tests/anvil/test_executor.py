@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -179,3 +180,80 @@ def test_only_the_owner_and_only_known_pairs(chain: Chain) -> None:
         )
     with pytest.raises(Exception, match=r"Expired|0x203d82d8"):
         ex.functions.execute([], [], [], [], 1).call({"from": chain.manifest["keeper"]["address"]})
+
+
+def test_deploy_executor_command_and_vault_valuation(chain: Chain, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REBALANCER_PRIVATE_KEY": chain.manifest["keeper"]["private_key"]}
+    config = str(ROOT / "config" / "local.toml")
+    deployed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "deploy-executor",
+            "--config",
+            config,
+            "--rpc-url",
+            chain.url,
+            "--journal",
+            str(tmp_path / "j.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    executor = deployed.stdout.split(" deployed at ")[1].split(",")[0]
+    w3 = chain.w3
+    ex = w3.eth.contract(
+        address=Web3.to_checksum_address(executor), abi=project_artifact("RebalanceExecutor")["abi"]
+    )
+    assert ex.functions.owner().call() == chain.manifest["keeper"]["address"]
+    for venue in chain.manifest["venues"].values():
+        assert ex.functions.factories(venue["factory"]).call()
+    assert chain.manifest["keeper"]["private_key"][2:] not in deployed.stdout + deployed.stderr
+
+    def status(extra: dict[str, str]) -> dict[str, Any]:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bot.cli",
+                "status",
+                "--config",
+                config,
+                "--rpc-url",
+                chain.url,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **extra},
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    before = status({})
+    move_everything(chain, executor)
+    vault = {
+        "REBALANCER_EXECUTION__EXECUTOR": executor,
+        "REBALANCER_EXECUTION__EXECUTOR_MODE": "vault",
+    }
+    after = status(vault)
+    # the same portfolio, now held by the executor (less the gas the deposits cost)
+    assert after["total_value"] == pytest.approx(before["total_value"], rel=1e-4)
+    assert after["wallet"] == Web3.to_checksum_address(executor)
+    assert {p["pool"] for p in after["lp_positions"]} == {p["pool"] for p in before["lp_positions"]}
+    without_vault = status({})
+    assert (
+        without_vault["total_value"] < before["total_value"] * 0.01
+    )  # the wallet alone is nearly empty
