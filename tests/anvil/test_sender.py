@@ -421,3 +421,36 @@ class RpcProxyWithSecret:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.proxy.__aexit__(*exc)
+
+
+async def test_a_reorg_before_finality_is_followed(chain: Chain, journal: Journal) -> None:
+    """Mined, then the chain drops those two blocks: the sender waits for the transaction's new
+    inclusion (re-sending the same bytes if the pool lost it) and reports that one."""
+    settings = settings_for(chain, confirmations=3)
+    deployer = chain.manifest["deployer"]
+    usdc = contract(chain.w3, chain.token("USDC"), "IERC20")
+    before = usdc.functions.balanceOf(deployer).call()
+    chain.rpc("evm_setAutomine", False)
+    try:
+        async with sender_for(chain, journal, settings) as sender:
+            pending = await sender.send(
+                transfer_call(chain, "USDC", deployer, 4_242),
+                await suggest_fees(sender.rpc, settings.execution),
+            )
+            chain.rpc("evm_mine")
+            assert chain.rpc("eth_getTransactionReceipt", pending.tx_hash) is not None
+            for _ in range(2):  # one, then two confirmations: not final at three
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(sender.wait(pending), 0.5)
+                if _ == 0:
+                    chain.rpc("evm_mine")
+            chain.rpc("anvil_rollback", 2)  # depth-2 reorg: the block with our transfer is gone
+            assert chain.rpc("eth_getTransactionReceipt", pending.tx_hash) is None
+            async with miner(chain):
+                mined = await sender.wait(pending)
+    finally:
+        chain.rpc("evm_setAutomine", True)
+    assert mined.tx_hash == pending.tx_hash
+    block = chain.rpc("eth_getBlockByNumber", hex(mined.block_number), False)
+    assert block["hash"] == mined.block_hash  # the block it is in now, not the orphaned one
+    assert usdc.functions.balanceOf(deployer).call() == before + 4_242  # exactly once

@@ -1,0 +1,92 @@
+"""After a plan executed: what each token actually did against what the plan quoted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.planner import AddLiquidity, Plan, RemoveLiquidity, Swap
+from bot.portfolio import Valuation
+from bot.settings import Settings
+from bot.types import Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    name: str  # token symbol or pool key (LP token)
+    expected: int  # raw change the plan quoted
+    realized: int  # raw change on chain
+
+    @property
+    def slippage(self) -> float | None:
+        """realized / expected - 1 for what the plan bought; negative is worse than quoted."""
+        if self.expected <= 0:
+            return None
+        return self.realized / self.expected - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    outcomes: tuple[Outcome, ...]
+    gas_used: int
+    gas_cost_wei: int
+    shortfall_value: float  # numeraire value of received-less-than-quoted, summed
+
+    @property
+    def exact(self) -> bool:
+        return all(o.expected == o.realized for o in self.outcomes)
+
+
+def expected_changes(plan: Plan) -> dict[str, int]:
+    changes: dict[str, int] = {}
+
+    def add(name: str, amount: int) -> None:
+        changes[name] = changes.get(name, 0) + amount
+
+    for action in plan.actions:
+        if isinstance(action, Swap):
+            add(action.path[0], -action.amount_in)
+            add(action.path[-1], action.expected_out)
+        elif isinstance(action, RemoveLiquidity):
+            add(action.pool, -action.liquidity)
+            add(action.token0, action.expected0)
+            add(action.token1, action.expected1)
+        else:
+            assert isinstance(action, AddLiquidity)
+            add(action.token0, -action.amount0)
+            add(action.token1, -action.amount1)
+            add(action.pool, action.expected_liquidity)
+    return {name: amount for name, amount in changes.items() if amount}
+
+
+def holdings(snapshot: Snapshot) -> dict[str, int]:
+    out = dict(snapshot.balances)
+    for state in snapshot.pools:
+        out[state.key] = state.wallet_lp
+    return out
+
+
+def reconcile(
+    plan: Plan,
+    before: Snapshot,
+    after: Snapshot,
+    settings: Settings,
+    view: Valuation,
+    gas_used: int,
+    gas_cost_wei: int,
+) -> Reconciliation:
+    """Compare the trading account's balances before and after with the plan's quotes.
+
+    Differences come from anything else that moved the balances in between: transfers,
+    rebases, airdrops, a fee-on-transfer token. ETH is left out: it paid the gas.
+    """
+    expected = expected_changes(plan)
+    old, new = holdings(before), holdings(after)
+    names = sorted(set(expected) | {n for n in new if new.get(n, 0) != old.get(n, 0)})
+    outcomes = tuple(Outcome(n, expected.get(n, 0), new.get(n, 0) - old.get(n, 0)) for n in names)
+    shortfall = 0.0
+    for outcome in outcomes:
+        missing = outcome.expected - outcome.realized
+        if missing > 0 and outcome.name in settings.tokens:
+            scale = 10 ** settings.tokens[outcome.name].decimals
+            shortfall += missing / scale * view.prices[outcome.name].spot
+    return Reconciliation(outcomes, gas_used, gas_cost_wei, shortfall)
