@@ -114,6 +114,184 @@ def _deploy_executor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from bot.execution.signer import load_signer
+    from bot.journal import Journal
+    from bot.keeper import Keeper, choose_mode
+    from bot.metrics import Metrics, MetricsServer
+    from bot.settings import load_settings
+
+    settings = load_settings(args.config, rpc_url=args.rpc_url)
+    signer = load_signer(settings.signer)
+    mode = choose_mode(settings, signer, args.mode)
+    keeper_settings = settings.keeper
+    journal = Journal(args.journal or keeper_settings.journal)
+    metrics = Metrics()
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # the handler only sets the event; the loop checks it between cycles
+            loop.add_signal_handler(signum, stop.set)
+        server = MetricsServer(
+            metrics,
+            keeper_settings.metrics_host,
+            args.metrics_port if args.metrics_port is not None else keeper_settings.metrics_port,
+            keeper_settings.healthz_max_age_seconds,
+        )
+        await server.start()
+        print(
+            f"keeper running in {mode} mode; metrics on http://{server.host}:{server.port}/metrics",
+            flush=True,
+        )
+        try:
+            async with Keeper(settings, mode, journal, metrics, signer) as keeper:
+                task = asyncio.create_task(keeper.run(stop, args.max_cycles))
+                done = await task
+        finally:
+            await server.stop()
+        print(f"stopped after {done} cycles", flush=True)
+        return 0
+
+    try:
+        return asyncio.run(main())
+    finally:
+        journal.close()
+
+
+def _history(args: argparse.Namespace) -> int:
+    import csv
+    import json as json_module
+
+    from bot.journal import Journal
+
+    journal = Journal(args.journal)
+    try:
+        rows = journal.rebalances(args.limit)
+    finally:
+        journal.close()
+    if args.csv:
+        columns = [
+            "id",
+            "time",
+            "block",
+            "mode",
+            "status",
+            "reason",
+            "value_before",
+            "value_after",
+            "turnover",
+            "fee_cost",
+            "impact_cost",
+            "gas_cost",
+            "gas_used",
+            "realized_gain",
+        ]
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {len(rows)} rebalances to {args.csv}")
+    elif args.json:
+        print(json_module.dumps(rows, indent=2, default=str))
+    else:
+        if not rows:
+            print("no rebalances recorded yet")
+        for row in rows:
+            cost = (row["fee_cost"] or 0) + (row["impact_cost"] or 0) + (row["gas_cost"] or 0)
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["time"]))
+            print(
+                f"#{row['id']} {when} block {row['block']} {row['mode']:<7} {row['status']:<9} "
+                f"turnover {row['turnover']:,.2f} cost {cost:,.2f}  {row['reason']}"
+            )
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from bot.journal import Journal
+
+    journal = Journal(args.journal)
+    try:
+        reason = journal.get_state("halted")
+        if reason is None:
+            print("the keeper is not halted")
+            return 0
+        journal.set_state("consecutive_failures", "0")
+        with journal._write() as db:
+            db.execute("DELETE FROM keeper_state WHERE key = 'halted'")
+        print(f"resumed; it had halted because: {reason}")
+    finally:
+        journal.close()
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    import json as json_module
+
+    from bot.execution.reconcile import holdings
+    from bot.journal import Journal
+    from bot.settings import load_settings
+    from bot.status import read_and_value
+
+    settings = load_settings(args.config, rpc_url=args.rpc_url)
+    journal = Journal(args.journal or settings.keeper.journal)
+    try:
+        raw = journal.get_state("expected_holdings")
+    finally:
+        journal.close()
+    if raw is None:
+        raise ConfigError("the journal has no expected holdings yet: run the keeper first")
+    recorded = json_module.loads(raw)
+    snapshot, _ = asyncio.run(read_and_value(settings))
+    actual = holdings(snapshot)
+    actual["ETH"] = snapshot.eth_balance
+    expected = {k: int(v) for k, v in recorded["holdings"].items()}
+    differences = {
+        name: actual.get(name, 0) - expected.get(name, 0)
+        for name in sorted(set(actual) | set(expected))
+        if actual.get(name, 0) != expected.get(name, 0)
+    }
+    report = {
+        "recorded_at_block": recorded["block"],
+        "block": snapshot.block_number,
+        "differences": {k: str(v) for k, v in differences.items()},
+    }
+    if args.json:
+        print(json_module.dumps(report, indent=2))
+    elif not differences:
+        print(
+            f"holdings at block {snapshot.block_number} match the journal "
+            f"(recorded at block {recorded['block']})"
+        )
+    else:
+        print(f"differences since block {recorded['block']} (chain minus journal, raw units):")
+        for name, diff in differences.items():
+            note = " (gas the keeper paid, or ETH sent to the wallet)" if name == "ETH" else ""
+            print(f"  {name:<24} {diff:+}{note}")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from bot.settings import load_settings
+
+    settings = load_settings(args.file)
+    print(
+        f"{args.file}: valid ({len(settings.tokens)} tokens, {len(settings.pools)} pools, "
+        f"{len(settings.portfolio.targets)} targets, trigger {settings.strategy.trigger})"
+    )
+    return 0
+
+
+def _config_schema(args: argparse.Namespace) -> int:
+    import json as json_module
+
+    from bot.settings import Settings
+
+    print(json_module.dumps(Settings.model_json_schema(), indent=2))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     """The fixture chain on a free port and the bot's view of the fixture wallet."""
     from anvil_fixtures.builder import build
@@ -171,6 +349,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_args(plan)
     plan.set_defaults(handler=_plan)
+
+    for name, mode, help_text in (
+        ("run", None, "the keeper loop: live with a key, else dry-run"),
+        (
+            "dry-run",
+            "dry-run",
+            "the keeper loop, each plan executed on a throw-away fork; sends nothing",
+        ),
+        ("paper", "paper", "the keeper loop on a virtual portfolio at real prices"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        _config_args(sub)
+        sub.add_argument("--max-cycles", type=int, help="stop after N cycles")
+        sub.add_argument("--journal", help="SQLite journal (default: keeper.journal)")
+        sub.add_argument("--metrics-port", type=int, help="0 picks a free port")
+        if mode is None:
+            sub.add_argument(
+                "--mode", choices=["live", "dry-run", "paper"], help="override keeper.mode"
+            )
+        sub.set_defaults(handler=_run, mode=mode)
+
+    history = commands.add_parser("history", help="the rebalances in the journal")
+    history.add_argument("--journal", default="rebalancer-journal.sqlite")
+    history.add_argument("--json", action="store_true")
+    history.add_argument("--csv", help="write a CSV file")
+    history.add_argument("--limit", type=int)
+    history.set_defaults(handler=_history)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="compare the journal's expected holdings with the chain, item by item"
+    )
+    _config_args(reconcile)
+    reconcile.add_argument("--journal", help="SQLite journal (default: keeper.journal)")
+    reconcile.set_defaults(handler=_reconcile)
+
+    resume = commands.add_parser("resume", help="clear a halt of the circuit breaker")
+    resume.add_argument("--journal", default="rebalancer-journal.sqlite")
+    resume.set_defaults(handler=_resume)
+
+    config = commands.add_parser("config", help="check a config file, or print its JSON Schema")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(handler=_config_check)
+    schema = config_commands.add_parser("schema", help="print the JSON Schema of the config")
+    schema.set_defaults(handler=_config_schema)
 
     deploy = commands.add_parser(
         "deploy-executor", help="deploy the atomic RebalanceExecutor, owned by the signer"

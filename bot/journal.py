@@ -6,6 +6,7 @@ is sent, with its raw bytes, so a restart can find out on chain what happened to
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -43,6 +44,58 @@ CREATE INDEX IF NOT EXISTS transactions_sender_nonce ON transactions (sender, no
 """
 
 
+AUDIT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cycles (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    block INTEGER,
+    mode TEXT NOT NULL,
+    status TEXT NOT NULL,          -- ok | rebalanced | skipped | failed | halted
+    reason TEXT,
+    value REAL,
+    weights TEXT,                  -- JSON: unit -> weight
+    duration REAL
+);
+CREATE TABLE IF NOT EXISTS rebalances (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    cycle_id INTEGER NOT NULL REFERENCES cycles(id),
+    time REAL NOT NULL,
+    block INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    status TEXT NOT NULL,          -- executed | simulated | paper | failed
+    reason TEXT NOT NULL,
+    pre_weights TEXT NOT NULL,     -- JSON
+    post_weights TEXT NOT NULL,    -- JSON: expected after the plan
+    realized_weights TEXT,         -- JSON: read back after execution
+    trades TEXT NOT NULL,          -- JSON: the plan's actions
+    quoted TEXT NOT NULL,          -- JSON: name -> raw change the plan quoted
+    realized TEXT,                 -- JSON: name -> raw change on chain
+    value_before REAL NOT NULL,
+    value_after REAL,
+    turnover REAL NOT NULL,
+    fee_cost REAL NOT NULL,
+    impact_cost REAL NOT NULL,
+    gas_cost REAL NOT NULL,
+    gas_used INTEGER,
+    gas_cost_wei TEXT,
+    realized_gain REAL,
+    tx_hashes TEXT                 -- JSON list
+);
+CREATE TABLE IF NOT EXISTS lots (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    asset TEXT NOT NULL,
+    amount REAL NOT NULL,          -- whole units still open
+    unit_cost REAL NOT NULL,       -- numeraire per unit at acquisition
+    acquired REAL NOT NULL,
+    rebalance_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS keeper_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class TxRecord:
     tx_hash: str
@@ -68,6 +121,7 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # a record must survive a crash
             self._db.executescript(SCHEMA)
+            self._db.executescript(AUDIT_SCHEMA)
         except sqlite3.Error as err:
             raise Halt(
                 f"journal {self.path} cannot be opened ({err}): no trade without a record"
@@ -164,6 +218,112 @@ class Journal:
             (sender,),
         ).fetchone()
         return None if row[0] is None else int(row[0])
+
+    # --- keeper state (survives restarts) -----------------------------------------------------
+    def get_state(self, key: str, default: str | None = None) -> str | None:
+        row = self._db.execute("SELECT value FROM keeper_state WHERE key = ?", (key,)).fetchone()
+        return default if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO keeper_state (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # --- the audit log ----------------------------------------------------------------------------
+    def record_cycle(
+        self,
+        mode: str,
+        status: str,
+        reason: str | None,
+        block: int | None,
+        value: float | None,
+        weights: dict[str, float] | None,
+        duration: float,
+    ) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO cycles (time, block, mode, status, reason, value, weights, duration) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), block, mode, status, reason, value, json.dumps(weights), duration),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def record_rebalance(self, **row: Any) -> int:
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        values = [json.dumps(v) if isinstance(v, dict | list | tuple) else v for v in row.values()]
+        with self._write() as db:
+            cursor = db.execute(
+                f"INSERT INTO rebalances ({columns}) VALUES ({marks})",  # noqa: S608 (our column names)
+                values,
+            )
+            return int(cursor.lastrowid or 0)
+
+    def update_rebalance(self, rebalance_id: int, **row: Any) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in row)
+        values = [json.dumps(v) if isinstance(v, dict | list | tuple) else v for v in row.values()]
+        with self._write() as db:
+            db.execute(
+                f"UPDATE rebalances SET {assignments} WHERE id = ?",  # noqa: S608 (our column names)
+                (*values, rebalance_id),
+            )
+
+    def rebalances(self, limit: int | None = None) -> list[dict[str, Any]]:
+        cursor = self._db.execute(
+            "SELECT * FROM rebalances ORDER BY id DESC LIMIT ?", (-1 if limit is None else limit,)
+        )
+        names = [c[0] for c in cursor.description]
+        out = []
+        for row in cursor.fetchall():
+            item = dict(zip(names, row, strict=True))
+            for key in (
+                "pre_weights",
+                "post_weights",
+                "realized_weights",
+                "trades",
+                "quoted",
+                "realized",
+                "tx_hashes",
+            ):
+                if item.get(key):
+                    item[key] = json.loads(item[key])
+            out.append(item)
+        return out
+
+    def cycles(self, limit: int = 100) -> list[dict[str, Any]]:
+        cursor = self._db.execute("SELECT * FROM cycles ORDER BY id DESC LIMIT ?", (limit,))
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    # --- cost-basis lots ------------------------------------------------------------------------
+    def open_lots(self, asset: str) -> list[tuple[int, float, float, float]]:
+        """(id, amount, unit cost, acquired) of the asset's open lots, oldest first."""
+        rows = self._db.execute(
+            "SELECT id, amount, unit_cost, acquired FROM lots WHERE asset = ? AND amount > 0 "
+            "ORDER BY acquired, id",
+            (asset,),
+        ).fetchall()
+        return [(int(r[0]), float(r[1]), float(r[2]), float(r[3])) for r in rows]
+
+    def add_lot(
+        self, asset: str, amount: float, unit_cost: float, rebalance_id: int | None
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO lots (asset, amount, unit_cost, acquired, rebalance_id) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (asset, amount, unit_cost, time.time(), rebalance_id),
+            )
+
+    def reduce_lot(self, lot_id: int, amount: float) -> None:
+        with self._write() as db:
+            db.execute("UPDATE lots SET amount = amount - ? WHERE id = ?", (amount, lot_id))
+
+    def has_lots(self) -> bool:
+        return self._db.execute("SELECT 1 FROM lots LIMIT 1").fetchone() is not None
 
 
 def _record(row: Any) -> TxRecord:

@@ -227,6 +227,23 @@ class ExecutionSettings(Section):
         return self
 
 
+class KeeperSettings(Section):
+    # None: live when a key is configured, else dry-run
+    mode: Literal["live", "dry-run", "paper"] | None = None
+    trigger_on: Literal["block", "interval"] = "block"
+    interval_seconds: float = Field(default=12.0, gt=0)  # "interval", and the floor between cycles
+    poll_seconds: float = Field(default=1.0, gt=0)
+    cycle_deadline_seconds: float = Field(default=300.0, gt=0)
+    max_consecutive_failures: int = Field(default=5, ge=1)  # then the circuit breaker halts
+    daily_loss_cap: float = Field(default=5_000.0, gt=0)  # numeraire: costs and shortfalls a day
+    journal: Path = Path("rebalancer-journal.sqlite")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0: any free port
+    healthz_max_age_seconds: float = Field(default=900.0, gt=0)
+    shutdown_timeout_seconds: float = Field(default=60.0, gt=0)
+    lot_method: Literal["FIFO", "HIFO"] = "FIFO"
+
+
 class SignerSettings(Section):
     """Where the key comes from. The key and the password themselves never go in this file."""
 
@@ -256,6 +273,7 @@ class Settings(BaseSettings):
     strategy: StrategySettings = StrategySettings()
     execution: ExecutionSettings = ExecutionSettings()
     signer: SignerSettings = SignerSettings()
+    keeper: KeeperSettings = KeeperSettings()
 
     @classmethod
     def settings_customise_sources(

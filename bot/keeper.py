@@ -1,0 +1,626 @@
+"""The keeper loop: read, value, decide, plan, act, record; under a deadline, behind a circuit
+breaker, stoppable by a signal without leaving anything half-done or unrecorded.
+
+Modes:
+- live: signs and sends (needs a key);
+- dry-run (the default without a key): each plan runs on a throw-away anvil fork of the target
+  chain at the current block, impersonating the wallet; the target sees nothing;
+- paper: a virtual portfolio, kept in the journal, valued at the real chain's prices and filled
+  at the plan's exact quotes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+from bot.chain.anvil import AnvilProcess
+from bot.chain.reader import SnapshotReader
+from bot.chain.rpc import RpcClient
+from bot.decide import Evaluation, evaluate
+from bot.errors import Halt, RebalancerError, SkipCycle
+from bot.execution.calls import approve_data, executor_call, router_calls, router_spends
+from bot.execution.fees import FeeTooHigh, suggest_fees
+from bot.execution.reconcile import expected_changes, holdings, reconcile
+from bot.execution.relay import BundleRelay
+from bot.execution.run import execute_plan, execute_plan_as_bundle
+from bot.execution.sender import Sender
+from bot.execution.signer import Signer
+from bot.journal import Journal
+from bot.metrics import Metrics
+from bot.planner import Plan, Swap
+from bot.portfolio import Valuation, value_portfolio
+from bot.settings import Settings
+from bot.status import rpc_client
+from bot.types import NATIVE, Snapshot
+from strategies.base import DAY, PricePoint, StrategyState
+
+log = logging.getLogger(__name__)
+Mode = Literal["live", "dry-run", "paper"]
+HISTORY_POINTS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    status: str  # rebalanced | skipped | failed | halted
+    reason: str | None
+    block: int | None
+    duration: float
+    rebalance_id: int | None = None
+
+
+def choose_mode(settings: Settings, signer: Signer | None, requested: Mode | None) -> Mode:
+    mode = requested or settings.keeper.mode
+    if mode is None:
+        return "live" if signer is not None else "dry-run"
+    if mode == "live" and signer is None:
+        raise Halt(
+            f"live mode signs transactions: set {settings.signer.key_env} or signer.keystore "
+            "(or run `rebalancer dry-run`)"
+        )
+    return mode
+
+
+class Keeper:
+    def __init__(
+        self,
+        settings: Settings,
+        mode: Mode,
+        journal: Journal,
+        metrics: Metrics,
+        signer: Signer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.mode = mode
+        self.journal = journal
+        self.metrics = metrics
+        self.signer = signer
+        self.rpc: RpcClient | None = None
+        self.reader: SnapshotReader | None = None
+        self.sender: Sender | None = None
+        self.pairs: dict[str, str] = {}
+
+    async def __aenter__(self) -> Keeper:
+        self.rpc = await rpc_client(self.settings).__aenter__()
+        self.metrics.watch_rpc(self.rpc.stats)
+        self.reader = await SnapshotReader.connect(self.rpc, self.settings)
+        self.pairs = {pool.key: pool.address for pool in self.reader.pools}
+        if self.mode == "live":
+            assert self.signer is not None
+            self.sender = Sender(
+                self.rpc,
+                self.signer,
+                self.journal,
+                self.settings.execution,
+                self.settings.chain.chain_id,
+            )
+        self.metrics.halted.set(1 if self.halted_reason() else 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.rpc is not None:
+            await self.rpc.__aexit__(None, None, None)
+
+    # --- persistent state ---------------------------------------------------------------------
+    def halted_reason(self) -> str | None:
+        return self.journal.get_state("halted")
+
+    def halt(self, reason: str) -> None:
+        log.error("halting: %s (run `rebalancer resume` after looking into it)", reason)
+        self.journal.set_state("halted", reason)
+        self.metrics.halted.set(1)
+
+    def strategy_state(self) -> StrategyState:
+        raw = self.journal.get_state("strategy_state")
+        if raw is None:
+            return StrategyState()
+        data = json.loads(raw)
+        history = tuple(
+            PricePoint(p[0], tuple((k, v) for k, v in p[1])) for p in data.pop("history", [])
+        )
+        return StrategyState(**data, history=history)
+
+    def save_strategy_state(self, state: StrategyState) -> None:
+        data = asdict(state)
+        data["history"] = [[p.timestamp, list(p.prices)] for p in state.history[-HISTORY_POINTS:]]
+        self.journal.set_state("strategy_state", json.dumps(data))
+
+    # --- the loop -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, max_cycles: int | None = None) -> int:
+        """Cycles until `stop` is set or `max_cycles` ran; returns how many ran."""
+        assert self.rpc is not None
+        cycles = 0
+        last_block: int | None = None
+        while not stop.is_set() and (max_cycles is None or cycles < max_cycles):
+            if cycles:
+                last_block = await self._wait_for_trigger(stop, last_block)
+                if stop.is_set():
+                    break
+            result = await self.cycle()
+            last_block = result.block if result.block is not None else last_block
+            cycles += 1
+        return cycles
+
+    async def _wait_for_trigger(self, stop: asyncio.Event, last_block: int | None) -> int | None:
+        keeper = self.settings.keeper
+        assert self.rpc is not None
+        if keeper.trigger_on == "interval":
+            with _suppress_timeout():
+                await asyncio.wait_for(stop.wait(), keeper.interval_seconds)
+            return last_block
+        while not stop.is_set():
+            try:
+                head = int(await self.rpc.call("eth_blockNumber"), 16)
+            except RebalancerError as err:
+                log.warning("waiting for a new block: %s", err)
+                head = None
+            if head is not None and (last_block is None or head > last_block):
+                return head
+            with _suppress_timeout():
+                await asyncio.wait_for(stop.wait(), keeper.poll_seconds)
+        return last_block
+
+    async def cycle(self) -> CycleResult:
+        started = time.monotonic()
+        halted = self.halted_reason()
+        if halted:
+            self.metrics.halted.set(1)
+            self.journal.record_cycle(self.mode, "halted", halted, None, None, None, 0.0)
+            return CycleResult("halted", halted, None, 0.0)
+        try:
+            async with asyncio.timeout(self.settings.keeper.cycle_deadline_seconds):
+                result = await self._cycle(started)
+        except SkipCycle as err:
+            result = self._finish(started, "skipped", str(err), None, type(err).__name__.lower())
+        except Halt as err:
+            self.halt(str(err))
+            result = self._finish(started, "failed", str(err), None, None)
+        except (RebalancerError, TimeoutError, OSError) as err:
+            result = self._finish(started, "failed", f"{type(err).__name__}: {err}", None, None)
+        if result.status == "failed":
+            failures = int(self.journal.get_state("consecutive_failures", "0") or 0) + 1
+            self.journal.set_state("consecutive_failures", str(failures))
+            if (
+                failures >= self.settings.keeper.max_consecutive_failures
+                and not self.halted_reason()
+            ):
+                self.halt(f"{failures} consecutive failed cycles; the last: {result.reason}")
+        else:
+            self.journal.set_state("consecutive_failures", "0")
+            self.metrics.last_success.set(time.time())
+        self.metrics.cycle_duration.observe(result.duration)
+        return result
+
+    def _finish(
+        self,
+        started: float,
+        status: str,
+        reason: str | None,
+        view: Valuation | None,
+        skip: str | None,
+        rebalance_id: int | None = None,
+    ) -> CycleResult:
+        duration = time.monotonic() - started
+        weights = {u.unit: u.weight for u in view.units} if view else None
+        block = view.block_number if view else None
+        self.journal.record_cycle(
+            self.mode, status, reason, block, view.total_value if view else None, weights, duration
+        )
+        if skip:
+            self.metrics.skipped.labels(skip).inc()
+        if status == "failed":
+            log.warning("cycle failed: %s", reason)
+        return CycleResult(status, reason, block, duration, rebalance_id)
+
+    async def _cycle(self, started: float) -> CycleResult:
+        assert self.reader is not None
+        snapshot = await self.reader.snapshot()
+        if self.mode == "paper":
+            snapshot = self._paper_snapshot(snapshot)
+        view = value_portfolio(snapshot, self.settings)
+        self.metrics.observe(view)
+        self._bootstrap_lots(view)
+        now = max(int(time.time()), snapshot.timestamp)
+        state = self._with_price_point(self.strategy_state(), view, now)
+        gas_price = None
+        evaluation = evaluate(snapshot, view, self.settings, state, now, gas_price)
+        if evaluation.decision.evaluated:
+            state = replace(state, last_evaluation=now)
+        if not evaluation.rebalance:
+            self.save_strategy_state(state)
+            self._remember_holdings(snapshot)
+            reason = evaluation.gate.reason if evaluation.gate else evaluation.decision.reason
+            return self._finish(started, "skipped", reason, view, evaluation.skip_reason)
+        plan = evaluation.plan
+        assert plan is not None
+        self._price_guard(plan, view)
+        self._check_daily_loss(now)
+        rebalance_id = await self._act(snapshot, view, evaluation, plan)
+        turnover = math.fsum(v for v in evaluation.decision.deltas.values() if v > 0)
+        day = now // DAY
+        state = replace(
+            state,
+            last_rebalance=now,
+            turnover_day=day,
+            turnover_today=state.turnover_on(day) + turnover,
+        )
+        self.save_strategy_state(state)
+        return self._finish(
+            started, "rebalanced", evaluation.decision.reason, view, None, rebalance_id
+        )
+
+    def _with_price_point(self, state: StrategyState, view: Valuation, now: int) -> StrategyState:
+        prices = tuple(
+            (
+                u.unit,
+                math.fsum(view.prices[a].spot for a in u.members if a in view.prices)
+                / max(len(u.members), 1),
+            )
+            for u in view.units
+        )
+        return replace(state, history=(*state.history, PricePoint(now, prices))[-HISTORY_POINTS:])
+
+    def _price_guard(self, plan: Plan, view: Valuation) -> None:
+        flagged = view.flagged_pools
+        touched = {key for action in plan.swaps for key in action.pools}
+        bad = sorted(touched & set(flagged))
+        if bad:
+            raise SkipCycle(f"price guard: {bad[0]}: {flagged[bad[0]]}; not trading through it")
+
+    def _check_daily_loss(self, now: int) -> None:
+        day = str(now // DAY)
+        if self.journal.get_state("loss_day") != day:
+            return
+        lost = float(self.journal.get_state("loss_today", "0") or 0)
+        cap = self.settings.keeper.daily_loss_cap
+        if lost >= cap:
+            raise Halt(
+                f"today's trading costs and shortfalls reached {lost:,.2f}, "
+                f"the daily loss cap {cap:,.2f}"
+            )
+
+    def _add_loss(self, amount: float, now: int) -> None:
+        day = str(now // DAY)
+        lost = (
+            float(self.journal.get_state("loss_today", "0") or 0)
+            if self.journal.get_state("loss_day") == day
+            else 0.0
+        )
+        self.journal.set_state("loss_day", day)
+        self.journal.set_state("loss_today", str(lost + amount))
+        if lost + amount >= self.settings.keeper.daily_loss_cap:
+            self.halt(
+                f"today's trading costs and shortfalls reached {lost + amount:,.2f}, "
+                f"the daily loss cap {self.settings.keeper.daily_loss_cap:,.2f}"
+            )
+
+    # --- acting -------------------------------------------------------------------------------
+    async def _act(
+        self, snapshot: Snapshot, view: Valuation, evaluation: Evaluation, plan: Plan
+    ) -> int:
+        decision = evaluation.decision
+        base = {
+            "cycle_id": 0,
+            "time": time.time(),
+            "block": snapshot.block_number,
+            "mode": self.mode,
+            "reason": decision.reason,
+            "pre_weights": {u.unit: u.weight for u in view.units},
+            "post_weights": dict(plan.post_weights),
+            "trades": [_action_json(a) for a in plan.actions],
+            "value_before": view.total_value,
+            "turnover": math.fsum(v for v in decision.deltas.values() if v > 0),
+            "fee_cost": plan.fee_cost,
+            "impact_cost": plan.impact_cost,
+            "gas_cost": plan.gas_cost,
+        }
+        # Written before anything is sent: a crash leaves a record that says what was attempted.
+        quoted = {k: str(v) for k, v in expected_changes(plan).items()}
+        rebalance_id = self.journal.record_rebalance(status="started", quoted=quoted, **base)
+        now = int(time.time())
+        if self.mode == "paper":
+            self._paper_fill(plan)
+            after = value_portfolio(self._paper_snapshot(snapshot), self.settings)
+            gain = self._update_lots(plan, view, rebalance_id)
+            self.journal.update_rebalance(
+                rebalance_id,
+                status="paper",
+                realized=quoted,
+                realized_weights={u.unit: u.weight for u in after.units},
+                value_after=after.total_value,
+                realized_gain=gain,
+            )
+            self.metrics.rebalances.labels("paper").inc()
+            self._record_costs(plan)
+            self._add_loss(plan.total_cost, now)
+            return rebalance_id
+        if self.mode == "dry-run":
+            self._remember_holdings(snapshot)  # the target chain does not change
+            outcome = await self._simulate_on_fork(snapshot, view, plan)
+            self.journal.update_rebalance(
+                rebalance_id, status="simulated" if outcome["ok"] else "failed", **outcome["row"]
+            )
+            self.metrics.rebalances.labels(
+                "simulated" if outcome["ok"] else "simulation_failed"
+            ).inc()
+            self._record_costs(plan)
+            return rebalance_id
+        return await self._live(snapshot, view, plan, rebalance_id, now)
+
+    async def _live(
+        self, snapshot: Snapshot, view: Valuation, plan: Plan, rebalance_id: int, now: int
+    ) -> int:
+        assert self.sender is not None
+        assert self.reader is not None
+        execution = self.settings.execution
+        try:
+            fees = await suggest_fees(self.sender.rpc, execution)
+            eth_price = view.prices[NATIVE].spot if NATIVE in view.prices else 0.0
+            if execution.relay_url:
+                result = await execute_plan_as_bundle(
+                    plan,
+                    self.settings,
+                    self.sender,
+                    BundleRelay(execution.relay_url),
+                    fees,
+                    eth_price,
+                    self.pairs,
+                )
+            else:
+                result = await execute_plan(
+                    plan, snapshot, self.settings, self.sender, fees, eth_price, self.pairs
+                )
+        except FeeTooHigh:
+            self.metrics.gas_cap_hits.inc()
+            self.journal.update_rebalance(rebalance_id, status="waiting_gas")
+            raise
+        except SkipCycle:
+            self.journal.update_rebalance(rebalance_id, status="not_sent")
+            raise
+        after_snapshot = await self.reader.snapshot()
+        self._remember_holdings(after_snapshot)
+        after = value_portfolio(after_snapshot, self.settings)
+        report = reconcile(
+            plan,
+            snapshot,
+            after_snapshot,
+            self.settings,
+            view,
+            result.gas_used,
+            result.gas_cost_wei,
+        )
+        ok = all(m.status == 1 for m in result.mined)
+        gain = self._update_lots(plan, view, rebalance_id) if ok else 0.0
+        self.journal.update_rebalance(
+            rebalance_id,
+            status="executed" if ok else "failed",
+            realized={o.name: str(o.realized) for o in report.outcomes},
+            realized_weights={u.unit: u.weight for u in after.units},
+            value_after=after.total_value,
+            gas_used=result.gas_used,
+            gas_cost_wei=str(result.gas_cost_wei),
+            realized_gain=gain,
+            tx_hashes=[m.tx_hash for m in result.mined],
+        )
+        self.metrics.gas_spent.inc(result.gas_cost_wei)
+        self.metrics.rebalances.labels("executed" if ok else "failed").inc()
+        self._record_costs(plan)
+        self.metrics.observe(after)
+        self._add_loss(
+            plan.fee_cost
+            + plan.impact_cost
+            + report.shortfall_value
+            + result.gas_cost_wei / 1e18 * view.prices[NATIVE].spot,
+            now,
+        )
+        if not ok:
+            raise SkipCycle(
+                "a transaction of the plan reverted on chain; the journal has the details"
+            )
+        return rebalance_id
+
+    def _remember_holdings(self, snapshot: Snapshot) -> None:
+        """What the chain should show until the keeper trades again (`rebalancer reconcile`)."""
+        if self.mode != "live" and self.mode != "dry-run":
+            return
+        expected = holdings(snapshot)
+        expected[NATIVE] = snapshot.eth_balance
+        self.journal.set_state(
+            "expected_holdings",
+            json.dumps(
+                {
+                    "block": snapshot.block_number,
+                    "holdings": {k: str(v) for k, v in expected.items()},
+                }
+            ),
+        )
+
+    def _record_costs(self, plan: Plan) -> None:
+        self.metrics.trade_cost.labels("fees").set(plan.fee_cost)
+        self.metrics.trade_cost.labels("impact").set(plan.impact_cost)
+        self.metrics.trade_cost.labels("gas").set(plan.gas_cost)
+
+    # --- dry-run ------------------------------------------------------------------------------
+    async def _simulate_on_fork(
+        self, snapshot: Snapshot, view: Valuation, plan: Plan
+    ) -> dict[str, Any]:
+        """Run the plan on an anvil forking the target at this block; the target is untouched."""
+        settings = self.settings
+        wallet = settings.wallet.address
+        target = settings.chain.rpc_urls[0]
+        with AnvilProcess(
+            fork_url=target, fork_block=snapshot.block_number, chain_id=settings.chain.chain_id
+        ) as fork:
+            fork.rpc("anvil_impersonateAccount", wallet)
+            calls: list[tuple[str, bytes, str]] = []
+            if settings.execution.route == "atomic" and settings.execution.executor:
+                data, pulls = executor_call(
+                    plan, settings, self.pairs, settings.execution.executor_mode
+                )
+                calls += [
+                    (token, approve_data(settings.execution.executor, amount), "approve")
+                    for token, amount in pulls
+                ]
+                calls.append((settings.execution.executor, data, "execute"))
+            else:
+                needs: dict[tuple[str, str], int] = {}
+                for spend in router_spends(plan, settings, self.pairs):
+                    needs[(spend.token, spend.spender)] = (
+                        needs.get((spend.token, spend.spender), 0) + spend.amount
+                    )
+                for (token, spender), amount in needs.items():
+                    symbol = next(
+                        (s for s, t in settings.tokens.items() if t.address == token), None
+                    )
+                    if symbol and settings.tokens[symbol].approve_through_zero:
+                        calls.append((token, approve_data(spender, 0), "reset allowance"))
+                    calls.append((token, approve_data(spender, amount), "approve"))
+                calls += [
+                    (c.to, c.data, c.what) for c in router_calls(plan, settings, self.pairs, wallet)
+                ]
+            gas_used = 0
+            reverted: str | None = None
+            for to, data, what in calls:
+                tx_hash = fork.rpc(
+                    "eth_sendTransaction",
+                    {"from": wallet, "to": to, "data": "0x" + data.hex(), "gas": hex(3_000_000)},
+                )
+                receipt = await _fork_receipt(fork, tx_hash)
+                gas_used += int(receipt["gasUsed"], 16)
+                if receipt["status"] != "0x1":
+                    reverted = what
+                    break
+            fork_settings = settings.model_copy(
+                update={"chain": settings.chain.model_copy(update={"rpc_urls": [fork.url]})}
+            )
+            async with rpc_client(fork_settings) as rpc:
+                reader = SnapshotReader(
+                    rpc, fork_settings, self.reader.pools if self.reader else ()
+                )
+                after_snapshot = await reader.snapshot()
+        after = value_portfolio(after_snapshot, settings)
+        report = reconcile(plan, snapshot, after_snapshot, settings, view, gas_used, 0)
+        if reverted:
+            log.warning("dry-run: %s would revert; nothing was sent anywhere", reverted)
+        else:
+            log.info(
+                "dry-run: the plan would use %d gas and leave weights %s; nothing was sent",
+                gas_used,
+                {u.unit: round(u.weight, 4) for u in after.units},
+            )
+        return {
+            "ok": reverted is None,
+            "row": {
+                "realized": {o.name: str(o.realized) for o in report.outcomes},
+                "realized_weights": {u.unit: u.weight for u in after.units},
+                "value_after": after.total_value,
+                "gas_used": gas_used,
+            },
+        }
+
+    # --- paper --------------------------------------------------------------------------------
+    def _paper_holdings(self, snapshot: Snapshot) -> dict[str, int]:
+        raw = self.journal.get_state("paper_holdings")
+        if raw is None:
+            start = holdings(snapshot)
+            start[NATIVE] = snapshot.eth_balance
+            self.journal.set_state(
+                "paper_holdings", json.dumps({k: str(v) for k, v in start.items()})
+            )
+            return start
+        return {k: int(v) for k, v in json.loads(raw).items()}
+
+    def _paper_snapshot(self, snapshot: Snapshot) -> Snapshot:
+        virtual = self._paper_holdings(snapshot)
+        balances = tuple((symbol, virtual.get(symbol, 0)) for symbol, _ in snapshot.balances)
+        pools = tuple(
+            replace(state, wallet_lp=virtual.get(state.key, 0)) for state in snapshot.pools
+        )
+        return replace(
+            snapshot,
+            balances=balances,
+            pools=pools,
+            eth_balance=virtual.get(NATIVE, 0),
+            other_holdings=(),
+        )
+
+    def _paper_fill(self, plan: Plan) -> None:
+        virtual = {
+            k: int(v)
+            for k, v in json.loads(self.journal.get_state("paper_holdings") or "{}").items()
+        }
+        for name, change in expected_changes(plan).items():
+            virtual[name] = virtual.get(name, 0) + change
+        self.journal.set_state(
+            "paper_holdings", json.dumps({k: str(v) for k, v in virtual.items()})
+        )
+
+    # --- cost basis ---------------------------------------------------------------------------
+    def _bootstrap_lots(self, view: Valuation) -> None:
+        """First run: open one lot per holding at today's price (the true cost is unknown)."""
+        if self.journal.has_lots():
+            return
+        for asset in view.assets:
+            if asset.amount > 0:
+                self.journal.add_lot(asset.asset, asset.amount, view.prices[asset.asset].spot, None)
+
+    def _update_lots(self, plan: Plan, view: Valuation, rebalance_id: int) -> float:
+        """Buys open lots at the traded price; sells close lots FIFO or HIFO. Returns the gain."""
+        gain = 0.0
+        for action in plan.swaps:
+            sold, bought = action.path[0], action.path[-1]
+            sold_units = action.amount_in / 10 ** self.settings.tokens[sold].decimals
+            bought_units = action.expected_out / 10 ** self.settings.tokens[bought].decimals
+            proceeds = action.value_in  # numeraire value given up, at valuation prices
+            lots = self.journal.open_lots(sold)
+            if self.settings.keeper.lot_method == "HIFO":
+                lots.sort(key=lambda lot: -lot[2])
+            left = sold_units
+            for lot_id, amount, unit_cost, _ in lots:
+                if left <= 0:
+                    break
+                take = min(amount, left)
+                gain += take * (proceeds / sold_units - unit_cost)
+                self.journal.reduce_lot(lot_id, take)
+                left -= take
+            self.journal.add_lot(
+                bought, bought_units, proceeds / bought_units if bought_units else 0.0, rebalance_id
+            )
+        return gain
+
+
+async def _fork_receipt(
+    fork: AnvilProcess, tx_hash: str, wait_seconds: float = 30.0
+) -> dict[str, Any]:
+    # A fork fetches state lazily: the receipt can trail the hash by a moment.
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        receipt = fork.rpc("eth_getTransactionReceipt", tx_hash)
+        if receipt is not None:
+            return dict(receipt)
+        await asyncio.sleep(0.05)
+    raise SkipCycle(f"dry-run: the fork did not mine {tx_hash} within {wait_seconds:g}s")
+
+
+def _action_json(action: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in action.__slots__:
+        value = getattr(action, name)
+        out[name] = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(action, Swap):
+        out["path"] = list(action.path)
+        out["pools"] = list(action.pools)
+    return out
+
+
+class _suppress_timeout:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> bool:
+        return exc_type is TimeoutError
