@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Sequence
 
 from bot.errors import ConfigError, RebalancerError
-from bot.paths import ROOT
 
 EXAMPLES = """\
 examples:
@@ -293,21 +292,10 @@ def _config_schema(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """The fixture chain on a free port and the bot's view of the fixture wallet."""
-    from anvil_fixtures.builder import build
-    from bot.settings import load_settings
-    from bot.status import read_and_value, render
+    """The fixture chain, the keeper in dry-run then live, a replayed crash, and a rebalance."""
+    from bot.demo import run_demo
 
-    fixture = build("default")
-    with fixture.start() as anvil:
-        print(
-            f"fixture chain {fixture.manifest['scenario']!r} on {anvil.url} "
-            f"(prices of {fixture.manifest['date']})\n"
-        )
-        settings = load_settings(ROOT / "config" / "local.toml", rpc_url=anvil.url)
-        snapshot, valuation = asyncio.run(read_and_value(settings))
-        print(render(snapshot, valuation, False))
-    return 0
+    return run_demo(args.journal, args.metrics_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -406,7 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.set_defaults(handler=_deploy_executor)
 
-    demo = commands.add_parser("demo", help="start the fixture chain and show the bot's view of it")
+    demo = commands.add_parser(
+        "demo", help="fixture chain, keeper dry-run then live, a replayed March 2020 crash"
+    )
+    demo.add_argument(
+        "--journal", default="demo-journal.sqlite", help="where the demo's journal goes"
+    )
+    demo.add_argument("--metrics-port", type=int, default=0, help="0 picks a free port")
     demo.set_defaults(handler=_demo)
     return parser
 
