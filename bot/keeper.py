@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from bot.chain.anvil import AnvilProcess
+from bot.chain.anvil import AnvilProcess, fork_of
 from bot.chain.reader import SnapshotReader
 from bot.chain.rpc import RpcClient
 from bot.decide import Evaluation, evaluate
@@ -453,10 +453,7 @@ class Keeper:
         settings = self.settings
         wallet = settings.wallet.address
         target = settings.chain.rpc_urls[0]
-        with AnvilProcess(
-            fork_url=target, fork_block=snapshot.block_number, chain_id=settings.chain.chain_id
-        ) as fork:
-            fork.rpc("anvil_impersonateAccount", wallet)
+        with fork_of(target, snapshot.block_number, settings.chain.chain_id) as fork:
             calls: list[tuple[str, bytes, str]] = []
             if settings.execution.route == "atomic" and settings.execution.executor:
                 data, pulls = executor_call(

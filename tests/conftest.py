@@ -18,7 +18,7 @@ import pytest
 from web3 import Web3
 
 from anvil_fixtures.builder import Fixture, build
-from bot.chain.anvil import AnvilProcess
+from bot.chain.anvil import AnvilProcess, fork_of
 
 TESTS = Path(__file__).parent
 TIER_BY_DIRECTORY = {"unit": "unit", "anvil": "anvil", "fork": "fork"}
@@ -98,10 +98,7 @@ def fork_pair(default_fixture: Fixture) -> Iterator[tuple[Chain, Chain]]:
     """
     with default_fixture.start() as parent:
         block = default_fixture.manifest["block_number"]
-        fork = AnvilProcess(
-            chain_id=default_fixture.chain_id, fork_url=parent.url, fork_block=block
-        )
-        with fork:
+        with fork_of(parent.url, block, default_fixture.chain_id) as fork:
             yield Chain(parent, default_fixture), Chain(fork, default_fixture)
 
 

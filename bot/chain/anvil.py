@@ -192,3 +192,18 @@ class AnvilProcess:
 def running(**kwargs: Any) -> Iterator[AnvilProcess]:
     with AnvilProcess(**kwargs) as anvil:
         yield anvil
+
+
+def fork_of(url: str, block: int | None, chain_id: int) -> AnvilProcess:
+    """An anvil forking `url` at `block` that mirrors the parent's state exactly.
+
+    By default anvil credits its ten dev accounts with 10,000 ETH on a fork, which would change
+    any of those wallets' balances; `--accounts 0` keeps every balance as the parent has it, and
+    `--auto-impersonate` lets callers send from any address without its key.
+    """
+    return AnvilProcess(
+        fork_url=url,
+        fork_block=block,
+        chain_id=chain_id,
+        extra_args=["--accounts", "0", "--auto-impersonate"],
+    )
