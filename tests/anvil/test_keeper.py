@@ -82,7 +82,7 @@ async def test_circuit_breaker_halts_and_stays_halted_until_resumed(
     async with make_keeper(settings, "dry-run", journal, Metrics(), chain.manifest) as keeper:
         assert (await keeper.cycle()).status == "halted"
     journal.close()
-    resumed = subprocess.run(
+    resumed = subprocess.run(  # noqa: ASYNC221 (a CLI call between cycles, on purpose)
         [sys.executable, "-m", "bot.cli", "resume", "--journal", str(path)],
         capture_output=True,
         text=True,
