@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     sender TEXT NOT NULL,
     nonce INTEGER NOT NULL,
     raw BLOB NOT NULL,
+    unsigned TEXT NOT NULL DEFAULT '{}',  -- the fields that were signed, for a replacement
     status TEXT NOT NULL,
     what TEXT NOT NULL,
     max_fee INTEGER NOT NULL,
@@ -111,6 +112,7 @@ class TxRecord:
     sent_block: int | None
     mined_block: int | None
     block_hash: str | None
+    unsigned: dict[str, Any]
 
 
 class Journal:
@@ -154,18 +156,20 @@ class Journal:
         max_priority_fee: int,
         private: bool,
         replaces: str | None = None,
+        unsigned: dict[str, Any] | None = None,
     ) -> None:
         now = time.time()
         with self._write() as db:
             db.execute(
-                "INSERT INTO transactions (tx_hash, sender, nonce, raw, status, what, max_fee, "
-                "max_priority_fee, private, replaces, created, updated) "
-                "VALUES (?, ?, ?, ?, 'signed', ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO transactions (tx_hash, sender, nonce, raw, unsigned, status, what, "
+                "max_fee, max_priority_fee, private, replaces, created, updated) "
+                "VALUES (?, ?, ?, ?, ?, 'signed', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     tx_hash,
                     sender,
                     nonce,
                     raw,
+                    json.dumps(unsigned or {}),
                     what,
                     max_fee,
                     max_priority_fee,
@@ -187,7 +191,8 @@ class Journal:
     def get(self, tx_hash: str) -> TxRecord | None:
         row = self._db.execute(
             "SELECT tx_hash, sender, nonce, raw, status, what, max_fee, max_priority_fee, private, "
-            "replaces, sent_block, mined_block, block_hash FROM transactions WHERE tx_hash = ?",
+            "replaces, sent_block, mined_block, block_hash, unsigned FROM transactions "
+            "WHERE tx_hash = ?",
             (tx_hash,),
         ).fetchone()
         return _record(row) if row else None
@@ -196,7 +201,7 @@ class Journal:
         """Signed or sent, not yet final: what a restart must look up on chain."""
         rows = self._db.execute(
             "SELECT tx_hash, sender, nonce, raw, status, what, max_fee, max_priority_fee, private, "
-            "replaces, sent_block, mined_block, block_hash FROM transactions "
+            "replaces, sent_block, mined_block, block_hash, unsigned FROM transactions "
             "WHERE sender = ? AND status IN ('signed', 'sent') ORDER BY nonce, created",
             (sender,),
         ).fetchall()
@@ -205,7 +210,7 @@ class Journal:
     def by_nonce(self, sender: str, nonce: int) -> list[TxRecord]:
         rows = self._db.execute(
             "SELECT tx_hash, sender, nonce, raw, status, what, max_fee, max_priority_fee, private, "
-            "replaces, sent_block, mined_block, block_hash FROM transactions "
+            "replaces, sent_block, mined_block, block_hash, unsigned FROM transactions "
             "WHERE sender = ? AND nonce = ? ORDER BY created",
             (sender, nonce),
         ).fetchall()
@@ -341,6 +346,7 @@ def _record(row: Any) -> TxRecord:
         sent,
         mined,
         block,
+        unsigned,
     ) = row
     return TxRecord(
         tx_hash=tx_hash,
@@ -356,4 +362,5 @@ def _record(row: Any) -> TxRecord:
         sent_block=sent,
         mined_block=mined,
         block_hash=block,
+        unsigned=json.loads(unsigned),
     )

@@ -25,7 +25,7 @@ from bot.chain.rpc import RpcClient
 from bot.decide import Evaluation, evaluate
 from bot.errors import Halt, RebalancerError, SkipCycle
 from bot.execution.calls import approve_data, executor_call, router_calls, router_spends
-from bot.execution.fees import FeeTooHigh, suggest_fees
+from bot.execution.fees import Fees, FeeTooHigh, suggest_fees
 from bot.execution.reconcile import expected_changes, holdings, reconcile
 from bot.execution.relay import BundleRelay
 from bot.execution.run import execute_plan, execute_plan_as_bundle
@@ -99,12 +99,65 @@ class Keeper:
                 self.settings.execution,
                 self.settings.chain.chain_id,
             )
+            await self.recover()
         self.metrics.halted.set(1 if self.halted_reason() else 0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self.rpc is not None:
             await self.rpc.__aexit__(None, None, None)
+
+    async def recover(self) -> None:
+        """After a crash: settle every transaction the journal has as signed or sent.
+
+        Each is looked up on chain. Mined: recorded. Still in the pool: waited for. Gone, with
+        its nonce unused: the same signed bytes are sent again (never a new transaction, so it
+        can execute at most once). Gone, with its nonce used by something else: marked failed.
+        The next cycle then plans from the chain as it is, so nothing is done twice.
+        """
+        assert self.sender is not None
+        from bot.execution.sender import Pending
+
+        for record in self.journal.open_transactions(self.sender.address):
+            receipt = await self.sender.rpc.call("eth_getTransactionReceipt", record.tx_hash)
+            if receipt is None:
+                latest = int(
+                    await self.sender.rpc.call(
+                        "eth_getTransactionCount", self.sender.address, "latest"
+                    ),
+                    16,
+                )
+                if latest > record.nonce:
+                    self.journal.set_status(record.tx_hash, "failed")
+                    log.warning(
+                        "recovery: %s (%s) never mined and its nonce is used",
+                        record.what,
+                        record.tx_hash,
+                    )
+                    continue
+                if await self.sender.rpc.call("eth_getTransactionByHash", record.tx_hash) is None:
+                    log.warning(
+                        "recovery: re-sending %s (%s), the same signed bytes",
+                        record.what,
+                        record.tx_hash,
+                    )
+                    await self.sender.rpc.call("eth_sendRawTransaction", "0x" + record.raw.hex())
+            pending = Pending(
+                record.nonce,
+                record.what,
+                {},
+                _fees_of(record),
+                versions=[(record.tx_hash, record.raw)],
+                sent_block=record.sent_block or 0,
+                private=record.private,
+            )
+            mined = await self.sender.wait(pending)
+            log.info(
+                "recovery: %s settled in block %d (status %d)",
+                record.what,
+                mined.block_number,
+                mined.status,
+            )
 
     # --- persistent state ---------------------------------------------------------------------
     def halted_reason(self) -> str | None:
@@ -589,6 +642,10 @@ class Keeper:
                 bought, bought_units, proceeds / bought_units if bought_units else 0.0, rebalance_id
             )
         return gain
+
+
+def _fees_of(record: Any) -> Fees:
+    return Fees(0, record.max_priority_fee, record.max_fee)
 
 
 async def _fork_receipt(

@@ -195,6 +195,7 @@ class Sender:
                     fees.max_fee,
                     fees.max_priority_fee,
                     True,
+                    unsigned=tx,
                 )
                 pending.versions.append((tx_hash, raw))
                 out.append(pending)
@@ -212,6 +213,7 @@ class Sender:
             pending.fees.max_priority_fee,
             pending.private,
             replaces,
+            pending.tx,
         )
         pending.versions.append((tx_hash, raw))
         try:

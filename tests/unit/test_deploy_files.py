@@ -33,10 +33,16 @@ def exported_names() -> set[str]:
 def test_required_metric_names_are_exported() -> None:
     names = exported_names()
     for required in (
-        "rebalancer_portfolio_value", "rebalancer_asset_weight", "rebalancer_asset_drift",
-        "rebalancer_rebalances_total", "rebalancer_rebalances_skipped_total",
-        "rebalancer_cycle_duration_seconds_bucket", "rebalancer_gas_spent_wei_total",
-        "rebalancer_trade_cost", "rebalancer_last_success_timestamp_seconds", "rebalancer_halted",
+        "rebalancer_portfolio_value",
+        "rebalancer_asset_weight",
+        "rebalancer_asset_drift",
+        "rebalancer_rebalances_total",
+        "rebalancer_rebalances_skipped_total",
+        "rebalancer_cycle_duration_seconds_bucket",
+        "rebalancer_gas_spent_wei_total",
+        "rebalancer_trade_cost",
+        "rebalancer_last_success_timestamp_seconds",
+        "rebalancer_halted",
         "rebalancer_impermanent_loss_ratio",
     ):
         assert required in names, required
