@@ -82,7 +82,7 @@ def test_kill_9_with_a_transaction_pending(
         chain.rpc("evm_setAutomine", True)
 
     second = keeper(chain, journal_path, 2)
-    out, err = second.communicate(timeout=180)
+    _, err = second.communicate(timeout=180)
     assert second.returncode == 0, err
 
     journal = Journal(journal_path)
