@@ -101,12 +101,17 @@ async def soak(cycles: int, seed: int) -> None:
                 try:
                     result = await keeper.cycle()
                     outcomes[result.status] += 1
+                    if result.status == "failed":
+                        print(f"cycle {i}: failed: {result.reason}")
                 except Exception as err:
                     unhandled += 1
                     print(f"cycle {i}: unhandled {type(err).__name__}: {err}")
                 if i == min(100, cycles // 5):
                     warm = rss_mib()
         end = rss_mib()
+        halted = journal.get_state("halted")
+        if halted:
+            print(f"halted: {halted}")
         elapsed = time.monotonic() - started
         journal.close()
     assert warm is not None

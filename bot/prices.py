@@ -60,6 +60,10 @@ def load_prices(path: Path) -> PriceTable:
                 ) from None
             if day in rows:
                 raise ConfigError(f"{path}:{line_no}: date {day} appears twice")
+            if rows and day < max(rows):
+                raise ConfigError(
+                    f"{path}:{line_no}: date {day} comes after {max(rows)}: sort the file by date"
+                )
             row: dict[str, float] = {}
             for column, cell in zip(columns, record[1:], strict=False):
                 if not cell.strip():
@@ -77,3 +81,47 @@ def load_prices(path: Path) -> PriceTable:
     if not rows:
         raise ConfigError(f"{path} has no rows")
     return PriceTable(path=path, columns=columns, rows=rows)
+
+
+def price_matrix(
+    table: PriceTable,
+    columns: list[str],
+    start: date | None = None,
+    end: date | None = None,
+) -> tuple[list[date], list[list[float]]]:
+    """Rows of prices for `columns` between `start` and `end` (inclusive).
+
+    Fill policy, stated: a missing or empty cell takes the column's last known price (forward
+    fill), and says so through the returned dates staying daily only where the file is; a column
+    with no price at all before the first date is an error (pick a later --from).
+    """
+    for column in columns:
+        if column not in table.columns:
+            raise ConfigError(
+                f"{table.path.name} has no column {column!r} (it has: {', '.join(table.columns)})"
+            )
+    days = [
+        d for d in sorted(table.rows) if (start is None or d >= start) and (end is None or d <= end)
+    ]
+    if len(days) < 2:
+        raise ConfigError(f"{table.path.name}: fewer than two dates between {start} and {end}")
+    last: dict[str, float] = {}
+    for day in sorted(table.rows):
+        if day >= days[0]:
+            break
+        last.update(table.rows[day])
+    matrix = []
+    for day in days:
+        row = table.rows[day]
+        values = []
+        for column in columns:
+            value = row.get(column, last.get(column))
+            if value is None:
+                raise ConfigError(
+                    f"{table.path.name}: {column} has no price on or before {day}: start later "
+                    "(--from) or drop the asset"
+                )
+            last[column] = value
+            values.append(value)
+        matrix.append(values)
+    return days, matrix
