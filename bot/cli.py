@@ -18,6 +18,7 @@ examples:
   rebalancer chain up --mirror --port 8546 # the same at mainnet addresses (chain id 1)
   rebalancer status --config config/local.toml --rpc-url http://127.0.0.1:8545
   rebalancer plan --config config/local.toml --json   # decision, plan, costs; sends nothing
+  rebalancer backtest --config config/local.toml --sweep   # history, stress windows, report
   rebalancer demo                          # fixture chain + the bot against it
 """
 
@@ -291,6 +292,42 @@ def _config_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    from datetime import date
+    from pathlib import Path
+
+    from bot.backtest.runner import backtest
+    from bot.paths import prices_csv
+    from bot.prices import load_prices
+    from bot.settings import load_settings
+
+    settings = load_settings(args.config)
+    table = load_prices(Path(args.prices) if args.prices else prices_csv())
+    start = date.fromisoformat(args.start) if args.start else None
+    end = date.fromisoformat(args.end) if args.end else None
+    report = backtest(
+        settings, table, start, end, Path(args.out), with_sweep=args.sweep, workers=args.workers
+    )
+    columns = ("final value", "return", "vol", "max dd", "TE", "rebal.", "costs")
+    widths = (14, 9, 7, 7, 7, 7, 10)
+    print(f"{'':<28} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
+    for r in report["results"]:
+        costs = sum(r["costs"].values())
+        print(
+            f"{r['name']:<28} {r['final_value']:>14,.0f} {r['return']:>9.1%} "
+            f"{r['volatility']:>7.1%} {r['max_drawdown']:>7.1%} {r['tracking_error']:>7.2%} "
+            f"{r['rebalances']:>7} {costs:>10,.0f}"
+        )
+    ratio = report.get("sweep", {}).get("stress_to_calm_event_ratio")
+    if ratio and ratio["median"] is not None:
+        print(
+            f"sweep: stress windows bring {ratio['median']:.2f}x the rebalancing events "
+            "of calm periods (median)"
+        )
+    print(f"report: {Path(args.out) / 'index.html'}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     """The fixture chain, the keeper in dry-run then live, a replayed crash, and a rebalance."""
     from bot.demo import run_demo
@@ -357,6 +394,22 @@ def build_parser() -> argparse.ArgumentParser:
                 "--mode", choices=["live", "dry-run", "paper"], help="override keeper.mode"
             )
         sub.set_defaults(handler=_run, mode=mode)
+
+    bt = commands.add_parser("backtest", help="the strategy on historical prices, with a report")
+    bt.add_argument("--config", required=True, help="settings TOML (see config/)")
+    bt.add_argument(
+        "--prices", help="CSV of date and one column per asset (default: the shared dataset)"
+    )
+    bt.add_argument("--from", dest="start", help="first date, YYYY-MM-DD")
+    bt.add_argument("--to", dest="end", help="last date, YYYY-MM-DD")
+    bt.add_argument(
+        "--sweep", action="store_true", help="also sweep bands, intervals, band types, partials"
+    )
+    bt.add_argument("--workers", type=int, default=1, help="local processes for the sweep")
+    bt.add_argument(
+        "--out", default="backtest-report", help="report folder (default: backtest-report)"
+    )
+    bt.set_defaults(handler=_backtest)
 
     history = commands.add_parser("history", help="the rebalances in the journal")
     history.add_argument("--journal", default="rebalancer-journal.sqlite")

@@ -93,6 +93,7 @@ class Plan:
     post_weights: Mapping[str, float]  # per unit, valued at the post-trade pool prices
     post_value: float
     notes: tuple[str, ...] = ()
+    post_snapshot: Snapshot | None = None  # the chain as the plan leaves it (pools, balances)
 
     @property
     def total_cost(self) -> float:
@@ -754,6 +755,7 @@ class _Planner:
             post_weights={u.unit: u.weight for u in post_view.units},
             post_value=post_view.total_value,
             notes=tuple(self.notes),
+            post_snapshot=post,
         )
 
     def post_trade_snapshot(self) -> Snapshot:

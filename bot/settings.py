@@ -244,6 +244,21 @@ class KeeperSettings(Section):
     lot_method: Literal["FIFO", "HIFO"] = "FIFO"
 
 
+class BacktestSettings(Section):
+    """How `rebalancer backtest` simulates the market from a daily price file."""
+
+    price_columns: dict[str, str] = Field(
+        default_factory=dict
+    )  # token -> CSV column (default: its symbol)
+    initial_value: float = Field(default=1_000_000.0, gt=0)
+    pool_depth_usd: float = Field(default=10_000_000.0, gt=0)  # each side, every pool
+    pool_depth_overrides: dict[str, float] = Field(default_factory=dict)  # "venue:A/B" -> USD
+    gas_gwei: float = Field(default=30.0, ge=0)
+    stress_gas_gwei: float = Field(default=300.0, ge=0)  # in the stress windows
+    gas_per_rebalance: float = Field(default=600_000, ge=0)  # the sweep engine's fixed gas
+    calendar_days: int = Field(default=30, gt=0)  # the calendar strategy shown alongside
+
+
 class SignerSettings(Section):
     """Where the key comes from. The key and the password themselves never go in this file."""
 
@@ -274,6 +289,7 @@ class Settings(BaseSettings):
     execution: ExecutionSettings = ExecutionSettings()
     signer: SignerSettings = SignerSettings()
     keeper: KeeperSettings = KeeperSettings()
+    backtest: BacktestSettings = BacktestSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -343,6 +359,13 @@ class Settings(BaseSettings):
             )
             if strategy.band == "relative" and width >= 1:
                 raise ValueError(f"{field}: a relative band of {width} lets {unit} reach 0")
+            edge = width if strategy.band == "absolute" else width * target
+            if target > 0 and edge < strategy.deadband:
+                raise ValueError(
+                    f"{field}: a band of {width} ({edge:.4f} of the portfolio) is narrower than "
+                    f"strategy.deadband {strategy.deadband}: a breach of {unit} could never be "
+                    "traded back; widen the band or narrow the deadband"
+                )
             if strategy.band == "absolute" and 0 < target <= width:
                 raise ValueError(
                     f"{field}: a band of {width} is wider than the target of {unit} ({target}) "

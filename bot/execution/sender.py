@@ -249,7 +249,7 @@ class Sender:
     async def wait(self, pending: Pending) -> Mined:
         """Until mined with N confirmations; replaces it when stuck, re-sends it when dropped."""
         settings = self.settings
-        replaced = rebroadcasts = 0
+        replaced = rebroadcasts = nonce_gone = 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.receipt_timeout_seconds
         while loop.time() < deadline:
@@ -274,8 +274,13 @@ class Sender:
                 latest = int(
                     await self.rpc.call("eth_getTransactionCount", self.address, "latest"), 16
                 )
-                if latest > pending.nonce and not await self._nonce_mined_by_us(pending.nonce):
-                    # the nonce moved on without any of our versions
+                moved_on = latest > pending.nonce and not await self._nonce_mined_by_us(
+                    pending.nonce
+                )
+                # A node can count a nonce before it serves the receipt: only a nonce that stays
+                # used with no receipt of ours, poll after poll, was taken by someone else.
+                nonce_gone = nonce_gone + 1 if moved_on else 0
+                if nonce_gone >= 3 + settings.confirmations:
                     for tx_hash, _ in pending.versions:
                         self.journal.set_status(tx_hash, "failed")
                     raise NonceTaken(
