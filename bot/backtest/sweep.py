@@ -112,20 +112,27 @@ def run(market: Market, configs: Sequence[SweepConfig]) -> SweepResult:
         np.abs(drift, out=scratch)
         breached = (scratch > threshold).any(axis=0)
         act = (daily | (t % every == 0)) & (calendar | breached)
-        values[t] = total
-        rows = np.flatnonzero(act)
-        if rows.size:
-            old = weights[:, rows]
-            trade_weights = partial[rows] * drift[:, rows]  # new = old - this
-            trade = np.abs(trade_weights) * total[rows]
-            traded = trade.sum(axis=0)
-            fees = market.fee * traded
-            impact = (trade * trade / depth).sum(axis=0)
-            after = total[rows] - fees - impact - market.gas
-            units[:, rows] = (old - trade_weights) * (after / price)
-            costs[:, rows] += (fees, impact, np.full(rows.size, market.gas), traded / 2)
-            events[t, rows] = True
-            values[t, rows] = after
+        # Whole-array arithmetic with the partial fraction zeroed where nothing acts: no
+        # gathering of rows, and a non-acting row keeps its units (to the last bit or two).
+        step = partial * act
+        np.multiply(drift, step, out=drift)  # the weight each asset gives up
+        np.abs(drift, out=scratch)
+        scratch *= total
+        traded = scratch.sum(axis=0)
+        fees = market.fee * traded
+        np.multiply(scratch, scratch, out=scratch)
+        scratch /= depth
+        impact = scratch.sum(axis=0)
+        gas = market.gas * act
+        after = total - fees - impact - gas
+        np.subtract(weights, drift, out=units)
+        units *= after / price
+        costs[0] += fees
+        costs[1] += impact
+        costs[2] += gas
+        costs[3] += traded / 2
+        events[t] = act
+        values[t] = after
     fee_cost, impact_cost, gas_cost, turnover = costs
     return SweepResult(
         final_value=values[-1].copy(),
