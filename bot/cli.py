@@ -407,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bt.add_argument("--workers", type=int, default=1, help="local processes for the sweep")
     bt.add_argument(
+        "--cluster", help="a Dask scheduler address (tcp://host:8786) to run the sweep on"
+    )
+    bt.add_argument(
         "--out", default="backtest-report", help="report folder (default: backtest-report)"
     )
     bt.set_defaults(handler=_backtest)

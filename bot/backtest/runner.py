@@ -61,15 +61,37 @@ def _run_chunk(args: tuple[sweep.Market, list[sweep.SweepConfig]]) -> sweep.Swee
 
 
 def run_sweep(
-    market: sweep.Market, configs: list[sweep.SweepConfig], workers: int = 1
+    market: sweep.Market,
+    configs: list[sweep.SweepConfig],
+    workers: int = 1,
+    cluster: str | None = None,
 ) -> sweep.SweepResult:
-    """The vectorized engine, split across local processes when `workers` > 1 (same results)."""
-    if workers <= 1 or len(configs) < 2 * workers:
+    """The vectorized engine, split into chunks of configurations run by local processes
+    (`workers` > 1) or by an existing Dask cluster (`cluster`: the scheduler's address).
+    Each chunk is independent, so the results are identical however it is split."""
+    parallel = max(workers, 1)
+    if cluster is None and (parallel <= 1 or len(configs) < 2 * parallel):
         return sweep.run(market, configs)
-    size = -(-len(configs) // workers)
-    chunks = [configs[i : i + size] for i in range(0, len(configs), size)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(_run_chunk, [(market, chunk) for chunk in chunks]))
+    if cluster is not None:
+        from distributed import Client  # only needed when a cluster is given
+
+        with Client(cluster) as client:  # type: ignore[no-untyped-call]
+            parallel = max(len(client.scheduler_info().get("workers", {})), parallel, 1)
+            jobs = [(market, chunk) for chunk in _chunks(configs, parallel)]
+            parts = client.gather(client.map(_run_chunk, jobs, pure=False))
+    else:
+        jobs = [(market, chunk) for chunk in _chunks(configs, parallel)]
+        with ProcessPoolExecutor(max_workers=parallel) as pool:
+            parts = list(pool.map(_run_chunk, jobs))
+    return _concatenate(parts)
+
+
+def _chunks(configs: list[sweep.SweepConfig], parts: int) -> list[list[sweep.SweepConfig]]:
+    size = -(-len(configs) // parts)
+    return [configs[i : i + size] for i in range(0, len(configs), size)]
+
+
+def _concatenate(parts: list[sweep.SweepResult]) -> sweep.SweepResult:
     return sweep.SweepResult(
         final_value=np.concatenate([p.final_value for p in parts]),
         rebalances=np.concatenate([p.rebalances for p in parts]),
@@ -102,6 +124,7 @@ def backtest(
     *,
     with_sweep: bool = False,
     workers: int = 1,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     strategy = simulate(
@@ -151,7 +174,7 @@ def backtest(
     if with_sweep:
         days, market, units = sweep_market(settings, table, start, end)
         configs = sweep.grid(SWEEP_WIDTHS, SWEEP_EVERY, partials=SWEEP_PARTIALS)
-        result = run_sweep(market, configs, workers)
+        result = run_sweep(market, configs, workers, cluster)
         stress_rate, calm_rate = regime_rates(days, result.events)
         # calendars trade on the clock by construction: the claim concerns drift-driven triggers
         ratios = [

@@ -186,3 +186,17 @@ def test_gaps_are_forward_filled_and_unknown_assets_refused(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="ETH has no price on or before 2020-01-01"):
         price_matrix(load_prices(path), ["ETH", "LINK"])
     assert math.isfinite(rows[-1][0])
+
+
+def test_a_dask_cluster_gives_identical_results(real_market: sweep.Market) -> None:
+    from distributed import LocalCluster
+
+    configs = sweep.grid([0.02, 0.05, 0.1], [1, 7, 30])
+    alone = run_sweep(real_market, configs)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        on_cluster = run_sweep(real_market, configs, cluster=cluster.scheduler_address)
+    np.testing.assert_array_equal(alone.final_value, on_cluster.final_value)
+    np.testing.assert_array_equal(alone.events, on_cluster.events)
+    np.testing.assert_array_equal(alone.values, on_cluster.values)
