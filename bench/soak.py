@@ -53,16 +53,25 @@ def wander(w3: Web3, manifest: dict, rng: random.Random) -> None:
     out = amm.get_amount_out(amount, reserve_in, reserve_out)
     token = manifest["tokens"][side]
     deployer = manifest["deployer"]
+    # a generous fee, and each trade waited for: the market maker's trades land at once, in order
+    tx = {"from": deployer, "maxFeePerGas": 10**12, "maxPriorityFeePerGas": 10**9}
+
+    def mined(tx_hash: bytes) -> None:
+        w3.eth.wait_for_transaction_receipt(tx_hash)
+
     if token["weth"]:
         weth = w3.eth.contract(address=token["address"], abi=npm_artifact("WETH9")["abi"])
-        weth.functions.deposit().transact({"from": deployer, "value": amount})
-        weth.functions.transfer(pool["address"], amount).transact({"from": deployer})
+        mined(weth.functions.deposit().transact({**tx, "value": amount}))
+        mined(weth.functions.transfer(pool["address"], amount).transact(tx))
     else:
-        w3.eth.contract(
+        fixture_token = w3.eth.contract(
             address=token["address"], abi=project_artifact("FixtureToken")["abi"]
-        ).functions.mint(pool["address"], amount).transact({"from": deployer})
-    pair.functions.swap(0 if zero_in else out, out if zero_in else 0, deployer, b"").transact(
-        {"from": deployer}
+        )
+        mined(fixture_token.functions.mint(pool["address"], amount).transact(tx))
+    mined(
+        pair.functions.swap(0 if zero_in else out, out if zero_in else 0, deployer, b"").transact(
+            tx
+        )
     )
 
 
