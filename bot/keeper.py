@@ -414,6 +414,20 @@ class Keeper:
         try:
             fees = await suggest_fees(self.sender.rpc, execution)
             eth_price = view.prices[NATIVE].spot if NATIVE in view.prices else 0.0
+            needed = plan.gas * fees.max_fee
+            # in vault mode the executor holds the portfolio, the wallet pays the gas
+            payer = (
+                dict(snapshot.other_holdings).get(NATIVE, 0)
+                if self.reader.vault
+                else snapshot.eth_balance
+            )
+            if payer < needed and not execution.relay_url:
+                # no retry storm: every cycle would fail the same way until someone tops it up
+                raise Halt(
+                    f"the wallet holds {payer / 1e18:.6f} ETH, the plan's gas needs up "
+                    f"to {needed / 1e18:.6f} ETH: top up {self.settings.wallet.address}, "
+                    "then `rebalancer resume`"
+                )
             if execution.relay_url:
                 result = await execute_plan_as_bundle(
                     plan,
@@ -432,7 +446,7 @@ class Keeper:
             self.metrics.gas_cap_hits.inc()
             self.journal.update_rebalance(rebalance_id, status="waiting_gas")
             raise
-        except SkipCycle:
+        except (SkipCycle, Halt):
             self.journal.update_rebalance(rebalance_id, status="not_sent")
             raise
         after_snapshot = await self.reader.snapshot()

@@ -165,6 +165,8 @@ def pool_prices(snapshot: Snapshot, settings: Settings) -> dict[str, PoolPrice]:
         flagged = None
         if deviation is not None and abs(deviation) > bound:
             flagged = f"spot is {deviation:+.2%} off the TWAP (bound {bound:.2%})"
+        elif twap is None and settings.valuation.missing_twap == "refuse":
+            flagged = "no TWAP for this pool (valuation.missing_twap = refuse)"
         out[pool.key] = PoolPrice(pool.key, spot, twap, deviation, flagged)
     return out
 

@@ -105,6 +105,9 @@ class ValuationSettings(Section):
     stablecoin: str | None = "USDC"  # the token worth 1 USD when the numeraire is USD
     twap_window_seconds: int = Field(default=1800, gt=0)
     max_twap_deviation: float = Field(default=0.05, gt=0)  # |spot/TWAP - 1| above this: flagged
+    # With no TWAP for a pool (a node without the window's old state): "refuse" trades through
+    # it, or "allow" them on the spot price alone.
+    missing_twap: Literal["allow", "refuse"] = "allow"
 
 
 class PortfolioSettings(Section):

@@ -1,0 +1,254 @@
+"""Faults injected on the fixture chain, each with the safe behaviour it must keep."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.chain.reader import SnapshotReader
+from bot.chain.rpc import RpcClient, RpcRequest
+from bot.errors import ConfigError, DataError, Halt, RebalancerError
+from bot.journal import Journal
+from bot.metrics import Metrics
+from bot.paths import ROOT
+from bot.settings import load_settings
+from tests.conftest import Chain
+from tests.evm import mapping_slot, word
+from tests.keeper_helpers import keeper_settings, make_keeper
+
+pytestmark = pytest.mark.adversarial
+
+
+def set_reserves(chain: Chain, key: str, reserve0: int, reserve1: int) -> None:
+    pool = chain.pool(key)
+    chain.rpc(
+        "anvil_setStorageAt",
+        pool["address"],
+        hex(8),
+        word(reserve0 | (reserve1 << 112) | (1 << 224)),
+    )
+
+
+async def test_a_storage_write_that_moves_spot_off_the_twap_stops_trading_through_that_pool(
+    chain: Chain, tmp_path: Path
+) -> None:
+    settings = keeper_settings(chain.url, tmp_path)
+    chain.rpc("anvil_mine", hex(settings.valuation.twap_window_seconds // 12 + 5), hex(12))
+    pool = chain.pool("uniswap:LINK/WETH")
+    r0, r1 = int(pool["reserve0"]), int(pool["reserve1"])
+    set_reserves(chain, "uniswap:LINK/WETH", r0, r1 * 3 // 2)  # a whale, or a manipulated slot
+    journal = Journal(tmp_path / "j.sqlite")
+    keeper_address = chain.manifest["keeper"]["address"]
+    nonce = chain.w3.eth.get_transaction_count(keeper_address)
+    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper:
+        result = await keeper.cycle()
+    assert result.status == "skipped"
+    assert "price guard: uniswap:LINK/WETH" in (result.reason or "")
+    assert chain.w3.eth.get_transaction_count(keeper_address) == nonce
+
+
+async def test_no_twap_with_refuse_policy_refuses(chain: Chain, tmp_path: Path) -> None:
+    settings = keeper_settings(chain.url, tmp_path)
+    settings = settings.model_copy(
+        update={"valuation": settings.valuation.model_copy(update={"missing_twap": "refuse"})}
+    )
+    journal = Journal(tmp_path / "j.sqlite")
+    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper:
+        result = await keeper.cycle()  # the fresh fixture chain has no state a window back
+    assert result.status == "skipped"
+    assert "no TWAP for this pool" in (result.reason or "")
+
+
+async def test_eth_too_low_for_gas_halts_without_a_retry_storm(
+    chain: Chain, tmp_path: Path
+) -> None:
+    keeper_address = chain.manifest["keeper"]["address"]
+    chain.rpc("anvil_setBalance", keeper_address, hex(10**12))
+    settings = keeper_settings(chain.url, tmp_path)
+    journal = Journal(tmp_path / "j.sqlite")
+    metrics = Metrics()
+    async with make_keeper(settings, "live", journal, metrics, chain.manifest) as keeper:
+        first = await keeper.cycle()
+        second = await keeper.cycle()
+    assert first.status == "failed"
+    assert "top up" in (journal.get_state("halted") or "")
+    assert second.status == "halted"
+    assert metrics.halted._value.get() == 1
+    assert chain.w3.eth.get_transaction_count(keeper_address) == 0
+
+
+async def test_a_balance_removed_before_sending_sends_nothing(
+    chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = keeper_settings(chain.url, tmp_path)
+    keeper_address = chain.manifest["keeper"]["address"]
+    journal = Journal(tmp_path / "j.sqlite")
+    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper:
+        assert keeper.reader is not None
+        original = keeper.reader.snapshot
+
+        async def then_drain() -> Any:
+            snapshot = await original()
+            for symbol in ("USDC", "USDT", "DAI", "WETH"):  # someone empties the wallet meanwhile
+                slot = mapping_slot(keeper_address, 3 if symbol == "WETH" else 0)
+                chain.rpc("anvil_setStorageAt", chain.token(symbol), hex(slot), word(0))
+            return snapshot
+
+        monkeypatch.setattr(keeper.reader, "snapshot", then_drain)
+        result = await keeper.cycle()
+    assert result.status == "skipped"
+    assert "would revert" in (result.reason or "")
+    (row,) = journal.rebalances()
+    assert row["status"] == "not_sent"
+    # approvals may have gone out; no swap did, and no nonce was burnt by a failed send
+    nonce = chain.w3.eth.get_transaction_count(keeper_address)
+    mined = [
+        r for n in range(nonce) for r in journal.by_nonce(keeper_address, n) if r.status == "mined"
+    ]
+    assert len(mined) == nonce
+    assert all(r.what.startswith(("approve", "reset")) for r in mined)
+
+
+async def test_a_rebase_between_cycles_shows_in_reconcile(chain: Chain, tmp_path: Path) -> None:
+    settings = keeper_settings(chain.url, tmp_path)
+    journal_path = tmp_path / "j.sqlite"
+    journal = Journal(journal_path)
+    async with make_keeper(settings, "dry-run", journal, Metrics(), chain.manifest) as keeper:
+        await keeper.cycle()
+    journal.close()
+    keeper_address = chain.manifest["keeper"]["address"]
+    usdc = chain.token("USDC")
+    held = int(chain.manifest["wallet"]["tokens"]["USDC"])
+    chain.rpc(
+        "anvil_setStorageAt", usdc, hex(mapping_slot(keeper_address, 0)), word(held + 1_234_567)
+    )  # a rebase
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "reconcile",
+            "--config",
+            str(ROOT / "config" / "local.toml"),
+            "--rpc-url",
+            chain.url,
+            "--journal",
+            str(journal_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["differences"] == {"USDC": "1234567"}
+
+
+async def test_a_locked_journal_halts_before_any_trade(chain: Chain, tmp_path: Path) -> None:
+    settings = keeper_settings(chain.url, tmp_path)
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    keeper_address = chain.manifest["keeper"]["address"]
+    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper:
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # another process holds the journal
+        try:
+            with pytest.raises(Halt, match="no trade without a record"):
+                await keeper.cycle()
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+    assert chain.w3.eth.get_transaction_count(keeper_address) == 0
+
+
+# --- fuzzing ------------------------------------------------------------------------------------
+LOCAL = (ROOT / "config" / "local.toml").read_text()
+FUZZ = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@FUZZ
+@given(st.data())
+def test_config_parsing_never_crashes(tmp_path: Path, data: st.DataObject) -> None:
+    lines = LOCAL.splitlines()
+    index = data.draw(st.integers(0, len(lines) - 1))
+    replacement = data.draw(
+        st.one_of(
+            st.text(max_size=40),
+            st.sampled_from(
+                ["x = 1", "[chain]", "targets = {}", "decimals = -1", 'address = "0x00"', ""]
+            ),
+        )
+    )
+    path = tmp_path / "fuzz.toml"
+    path.write_text("\n".join([*lines[:index], replacement, *lines[index + 1 :]]))
+    try:
+        load_settings(path)
+    except ConfigError as err:
+        message = str(err)
+        assert message  # a clear message, never another exception
+
+
+@pytest.fixture(scope="module")
+async def reader_and_answer(anvil_chain: Chain) -> Any:
+    settings = load_settings(ROOT / "config" / "local.toml", rpc_url=anvil_chain.url)
+    rpc = await RpcClient([anvil_chain.url], chain_id=31337).__aenter__()
+    reader = await SnapshotReader.connect(rpc, settings)
+    head = await rpc.call("eth_getBlockByNumber", "latest", False)
+    (answer,) = await rpc.batch([reader._request({"blockHash": head["hash"]}, full=True)])
+    yield reader, answer
+    await rpc.__aexit__(None, None, None)
+
+
+@FUZZ
+@given(st.data())
+def test_reader_decoding_never_yields_a_wrong_number(
+    reader_and_answer: Any, data: st.DataObject
+) -> None:
+    reader, answer = reader_and_answer
+    raw = bytearray(bytes.fromhex(answer[2:]))
+    kind = data.draw(st.sampled_from(["truncate", "flip", "garbage"]))
+    if kind == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif kind == "flip":
+        position = data.draw(st.integers(0, len(raw) - 1))
+        raw[position] ^= data.draw(st.integers(1, 255))
+    else:
+        raw = bytearray(data.draw(st.binary(max_size=300)))
+    try:
+        header, words, failed = reader._words("0x" + raw.hex(), True, "fuzzed")
+    except DataError:
+        return  # refused, with a message: the cycle is skipped
+    # anything that decodes must still be the right shape; flipped value bytes decode as
+    # numbers, so the snapshot's own checks (block number, token addresses) catch them
+    assert len(words) == len(reader._words(answer, True, "original")[1])
+    assert isinstance(failed, list)
+    assert len(header) == 5
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=200).map(str.encode),
+        st.sampled_from([b"[]", b"{}", b"null", b'[{"id": 1}]', b'{"jsonrpc": "2.0"}']),
+    )
+)
+def test_rpc_answers_never_crash_the_client(body: bytes) -> None:
+    from bot.chain.rpc import Endpoint
+
+    client = RpcClient(["http://127.0.0.1:1"], chain_id=1)
+    try:
+        client._decode(Endpoint("http://127.0.0.1:1"), [RpcRequest("eth_blockNumber")], [1], body)
+    except RebalancerError:
+        pass  # a clear, typed error: retried or skipped by the caller
