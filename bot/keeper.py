@@ -120,6 +120,16 @@ class Keeper:
 
         for record in self.journal.open_transactions(self.sender.address):
             receipt = await self.sender.rpc.call("eth_getTransactionReceipt", record.tx_hash)
+            in_pool = await self.sender.rpc.call("eth_getTransactionByHash", record.tx_hash)
+            if receipt is None and in_pool is None and record.status == "signed":
+                # signed, never known to have left: sending it now would act on an old plan
+                self.journal.set_status(record.tx_hash, "failed")
+                log.warning(
+                    "recovery: %s (%s) was signed but never sent; dropped",
+                    record.what,
+                    record.tx_hash,
+                )
+                continue
             if receipt is None:
                 latest = int(
                     await self.sender.rpc.call(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ class RpcProxy:
         self.mutate: Mutator | None = None
         self.rewrite: Callable[[list[dict[str, Any]]], None] | None = None
         self.status: int | None = None
+        self.delay: float = 0.0  # seconds to sit on each request before answering
         self.requests: list[list[dict[str, Any]]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -54,6 +56,8 @@ class RpcProxy:
         payload = await request.json()
         batch = payload if isinstance(payload, list) else [payload]
         self.requests.append(batch)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.status is not None:
             return web.Response(status=self.status, text="proxy says no")
         if self.rewrite is not None:

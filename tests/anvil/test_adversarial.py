@@ -252,3 +252,181 @@ def test_rpc_answers_never_crash_the_client(body: bytes) -> None:
     # a clear, typed error (retried or skipped by the caller), or a result: never a crash
     with contextlib.suppress(RebalancerError):
         client._decode(Endpoint("http://127.0.0.1:1"), [RpcRequest("eth_blockNumber")], [1], body)
+
+
+async def test_a_transaction_signed_but_never_sent_is_not_sent_after_a_crash(
+    chain: Chain, tmp_path: Path
+) -> None:
+    from eth_account import Account
+
+    from bot.execution.calls import approve_data
+
+    keeper_address = chain.manifest["keeper"]["address"]
+    journal = Journal(tmp_path / "j.sqlite")
+    # the crash came after the journal write and before eth_sendRawTransaction
+    tx = {
+        "type": 2,
+        "chainId": 31337,
+        "nonce": 0,
+        "to": chain.token("USDC"),
+        "data": "0x" + approve_data(chain.manifest["deployer"], 1).hex(),
+        "value": 0,
+        "gas": 60_000,
+        "maxFeePerGas": 10**10,
+        "maxPriorityFeePerGas": 10**9,
+    }
+    signed = Account.from_key(chain.manifest["keeper"]["private_key"]).sign_transaction(tx)
+    tx_hash = "0x" + bytes(signed.hash).hex()
+    journal.record_signed(
+        tx_hash,
+        keeper_address,
+        0,
+        bytes(signed.raw_transaction),
+        "approve USDC",
+        10**10,
+        10**9,
+        False,
+        unsigned=tx,
+    )
+    settings = keeper_settings(chain.url, tmp_path)
+    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest):
+        pass  # starting up runs the recovery
+    assert journal.get(tx_hash).status == "failed"  # type: ignore[union-attr]
+    assert chain.rpc("eth_getTransactionByHash", tx_hash) is None
+    assert chain.w3.eth.get_transaction_count(keeper_address) == 0
+
+
+async def test_a_passed_deadline_reverts_and_is_not_resent(chain: Chain, tmp_path: Path) -> None:
+    import time as clock
+
+    from bot.execution.calls import router_calls
+    from bot.execution.fees import suggest_fees
+    from bot.planner import plan
+    from bot.status import read_and_value
+    from tests.anvil.test_sender import miner, sender_for, settings_for
+
+    settings = settings_for(chain, confirmations=1)
+    keeper_address = chain.manifest["keeper"]["address"]
+    snapshot, view = await read_and_value(settings)
+    direct = settings.model_copy(
+        update={"execution": settings.execution.model_copy(update={"split_venues": False})}
+    )
+    head = int(chain.rpc("eth_getBlockByNumber", "latest", False)["timestamp"], 16)
+    proposed = plan(
+        snapshot,
+        view,
+        direct,
+        {"LINK": 5_000.0, "usd": -5_000.0},
+        head,  # chain time
+    )
+    swap = proposed.swaps[0]
+    pairs = {p["key"]: p["address"] for p in chain.manifest["pools"]}
+    token = chain.token(swap.path[0])
+    from tests.helpers import contract, send
+
+    send(
+        chain.w3,
+        contract(chain.w3, token, "IERC20").functions.approve(
+            settings.venues[swap.venue].router, 2**256 - 1
+        ),
+        keeper_address,
+    )
+    call = router_calls(proposed, settings, pairs, keeper_address)[0]
+    journal = Journal(tmp_path / "j.sqlite")
+    chain.rpc("evm_setAutomine", False)
+    try:
+        async with sender_for(chain, journal, settings) as sender:
+            pending = await sender.send(call, await suggest_fees(sender.rpc, settings.execution))
+            chain.rpc(
+                "evm_increaseTime", settings.execution.deadline_seconds + 600
+            )  # it sat too long
+            async with miner(chain):
+                mined = await sender.wait(pending)
+    finally:
+        chain.rpc("evm_setAutomine", True)
+    block = chain.rpc("eth_getBlockByNumber", hex(mined.block_number), False)
+    assert int(block["timestamp"], 16) > proposed.deadline, (
+        int(block["timestamp"], 16),
+        proposed.deadline,
+    )
+    assert mined.status == 0  # UniswapV2Router: EXPIRED, at no fill
+    assert len(journal.by_nonce(keeper_address, pending.nonce)) == 1  # no blind resend
+    # a fresh plan (new quotes, new deadline) goes through
+    snapshot, view = await read_and_value(settings)
+    again = plan(
+        snapshot,
+        view,
+        direct,
+        {"LINK": 5_000.0, "usd": -5_000.0},
+        max(int(clock.time()), snapshot.timestamp),
+    )
+    async with sender_for(chain, journal, settings) as sender:
+        retry = router_calls(again, settings, pairs, keeper_address)[0]
+        assert (
+            await sender.wait(
+                await sender.send(retry, await suggest_fees(sender.rpc, settings.execution))
+            )
+        ).status == 1
+
+
+async def test_two_triggers_at_once_send_one_at_a_time_in_nonce_order(
+    chain: Chain, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from bot.execution.fees import suggest_fees
+    from tests.anvil.test_sender import sender_for, settings_for, transfer_call
+
+    settings = settings_for(chain, confirmations=1)
+    journal = Journal(tmp_path / "j.sqlite")
+    deployer = chain.manifest["deployer"]
+    async with sender_for(chain, journal, settings) as sender:
+        fees = await suggest_fees(sender.rpc, settings.execution)
+        first, second = await asyncio.gather(
+            sender.send(transfer_call(chain, "USDC", deployer, 1), fees),
+            sender.send(transfer_call(chain, "USDT", deployer, 1), fees),
+        )
+        mined = [await sender.wait(first), await sender.wait(second)]
+    assert sorted([first.nonce, second.nonce]) == [0, 1]
+    assert all(m.status == 1 for m in mined)
+
+
+async def test_502_and_timeouts_fail_over_without_consuming_anything(
+    chain: Chain, tmp_path: Path
+) -> None:
+    from bot.chain.rpc import RetryPolicy
+    from tests.proxy import RpcProxy
+
+    settings = load_settings(ROOT / "config" / "local.toml", rpc_url=chain.url)
+    async with RpcProxy(chain.url) as bad, RpcProxy(chain.url) as slow:
+        bad.status = 502
+        slow.delay = 2.0
+        policy = RetryPolicy(attempts=2, backoff_seconds=0.01, timeout_seconds=0.5)
+        async with RpcClient([bad.url, slow.url, chain.url], chain_id=31337, retry=policy) as rpc:
+            reader = await SnapshotReader.connect(rpc, settings)
+            snapshot = await reader.snapshot()
+            failures = [e.failures for e in rpc.endpoints]
+    assert snapshot.block_number == chain.manifest["block_number"]
+    assert failures[0] >= 1
+    assert failures[1] >= 1
+    assert failures[2] == 0
+    assert snapshot.balance("USDC") == int(chain.manifest["wallet"]["tokens"]["USDC"])
+
+
+async def test_gas_above_the_cap_waits_alerts_and_sends_nothing(
+    chain: Chain, tmp_path: Path
+) -> None:
+    settings = keeper_settings(chain.url, tmp_path)
+    settings = settings.model_copy(
+        update={"execution": settings.execution.model_copy(update={"max_gas_cost": 0.0001})}
+    )
+    journal = Journal(tmp_path / "j.sqlite")
+    metrics = Metrics()
+    keeper_address = chain.manifest["keeper"]["address"]
+    async with make_keeper(settings, "live", journal, metrics, chain.manifest) as keeper:
+        result = await keeper.cycle()
+    assert result.status == "skipped"
+    assert "waiting" in (result.reason or "")
+    assert metrics.gas_cap_hits._value.get() == 1
+    assert journal.rebalances()[0]["status"] == "waiting_gas"
+    assert chain.w3.eth.get_transaction_count(keeper_address) == 0
