@@ -24,11 +24,11 @@ from bot.chain.reader import SnapshotReader
 from bot.chain.rpc import RpcClient
 from bot.decide import Evaluation, evaluate
 from bot.errors import Halt, RebalancerError, SkipCycle
-from bot.execution.calls import approve_data, executor_call, router_calls, router_spends
+from bot.execution.calls import approve_data
 from bot.execution.fees import Fees, FeeTooHigh, suggest_fees
 from bot.execution.reconcile import expected_changes, holdings, reconcile
 from bot.execution.relay import BundleRelay
-from bot.execution.run import execute_plan, execute_plan_as_bundle
+from bot.execution.run import execute_plan, execute_plan_as_bundle, plan_calls
 from bot.execution.sender import Sender
 from bot.execution.signer import Signer
 from bot.journal import Journal
@@ -531,32 +531,15 @@ class Keeper:
         wallet = settings.wallet.address
         target = settings.chain.rpc_urls[0]
         with fork_of(target, snapshot.block_number, settings.chain.chain_id) as fork:
+            needs, planned = plan_calls(plan, settings, self.pairs, wallet)
             calls: list[tuple[str, bytes, str]] = []
-            if settings.execution.route == "atomic" and settings.execution.executor:
-                data, pulls = executor_call(
-                    plan, settings, self.pairs, settings.execution.executor_mode
-                )
-                calls += [
-                    (token, approve_data(settings.execution.executor, amount), "approve")
-                    for token, amount in pulls
-                ]
-                calls.append((settings.execution.executor, data, "execute"))
-            else:
-                needs: dict[tuple[str, str], int] = {}
-                for spend in router_spends(plan, settings, self.pairs):
-                    needs[(spend.token, spend.spender)] = (
-                        needs.get((spend.token, spend.spender), 0) + spend.amount
-                    )
-                for (token, spender), amount in needs.items():
-                    symbol = next(
-                        (s for s, t in settings.tokens.items() if t.address == token), None
-                    )
-                    if symbol and settings.tokens[symbol].approve_through_zero:
-                        calls.append((token, approve_data(spender, 0), "reset allowance"))
-                    calls.append((token, approve_data(spender, amount), "approve"))
-                calls += [
-                    (c.to, c.data, c.what) for c in router_calls(plan, settings, self.pairs, wallet)
-                ]
+            for (token, spender), amount in needs.items():
+                # the same approvals live mode would send, the USDT-style reset included
+                symbol = next((s for s, t in settings.tokens.items() if t.address == token), None)
+                if symbol and settings.tokens[symbol].approve_through_zero:
+                    calls.append((token, approve_data(spender, 0), "reset allowance"))
+                calls.append((token, approve_data(spender, amount), "approve"))
+            calls += [(call.to, call.data, call.what) for call, _ in planned]
             gas_used = 0
             reverted: str | None = None
             for to, data, what in calls:

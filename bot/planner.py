@@ -175,6 +175,25 @@ class _Market:
         return out
 
 
+def _after_liquidity(state: PoolState, amount0: int, amount1: int, liquidity: int) -> PoolState:
+    """The pair after our mint (positive amounts) or burn (negative): the pending protocol fee
+    is minted first, and kLast is reset to the new k when the fee is on, as the pair does."""
+    fee_mint = (
+        amm.protocol_fee_liquidity(state.reserve0, state.reserve1, state.total_supply, state.k_last)
+        if state.fee_on
+        else 0
+    )
+    r0, r1 = state.reserve0 + amount0, state.reserve1 + amount1
+    return replace(
+        state,
+        reserve0=r0,
+        reserve1=r1,
+        total_supply=state.total_supply + fee_mint + liquidity,
+        k_last=r0 * r1 if state.fee_on else state.k_last,
+        wallet_lp=state.wallet_lp + liquidity,
+    )
+
+
 # --- venue split ------------------------------------------------------------------------------
 def split_amounts(amount: int, pools: Sequence[tuple[int, int, int]]) -> list[int]:
     """Closed-form split of `amount` across constant-product pools of the same pair.
@@ -281,21 +300,8 @@ class _Planner:
                 state.k_last,
                 state.fee_on,
             )
-            fee_mint = (
-                amm.protocol_fee_liquidity(
-                    state.reserve0, state.reserve1, state.total_supply, state.k_last
-                )
-                if state.fee_on
-                else 0
-            )
-            r0, r1 = state.reserve0 - amount0, state.reserve1 - amount1
-            self.market.states[position.key] = replace(
-                state,
-                reserve0=r0,
-                reserve1=r1,
-                total_supply=state.total_supply + fee_mint - liquidity,
-                k_last=r0 * r1 if state.fee_on else state.k_last,
-                wallet_lp=state.wallet_lp - liquidity,
+            self.market.states[position.key] = _after_liquidity(
+                state, -amount0, -amount1, -liquidity
             )
             pool = state.pool
             got0 = self.market.received(pool.token0, amount0)
@@ -366,22 +372,7 @@ class _Planner:
                 state.k_last,
                 state.fee_on,
             )
-            fee_mint = (
-                amm.protocol_fee_liquidity(
-                    state.reserve0, state.reserve1, state.total_supply, state.k_last
-                )
-                if state.fee_on
-                else 0
-            )
-            r0, r1 = state.reserve0 + a0, state.reserve1 + a1
-            self.market.states[key] = replace(
-                state,
-                reserve0=r0,
-                reserve1=r1,
-                total_supply=state.total_supply + fee_mint + minted,
-                k_last=r0 * r1 if state.fee_on else state.k_last,
-                wallet_lp=state.wallet_lp + minted,
-            )
+            self.market.states[key] = _after_liquidity(state, a0, a1, minted)
             self.market.balances[pool.token0] -= a0
             self.market.balances[pool.token1] -= a1
             self.actions.append(

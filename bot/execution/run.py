@@ -24,6 +24,8 @@ from bot.types import Snapshot
 
 log = logging.getLogger(__name__)
 ALLOWANCE = function_signature_to_4byte_selector("allowance(address,address)")
+APPROVAL_GAS = 80_000
+EXECUTE_OVERHEAD_GAS = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,29 @@ async def approval_calls(
     return calls
 
 
+def plan_calls(
+    plan: Plan, settings: Settings, pairs: Mapping[str, str], owner: str
+) -> tuple[dict[tuple[str, str], int], list[tuple[Call, int]]]:
+    """The allowances the plan needs, (token, spender) -> amount, and its calls with their gas:
+    one executor call on the atomic route, one Router02 call per action on the sequential one."""
+    execution = settings.execution
+    needs: dict[tuple[str, str], int] = {}
+    if execution.route == "atomic":
+        assert execution.executor is not None
+        data, pulls = executor_call(plan, settings, pairs, execution.executor_mode)
+        for token, amount in pulls:
+            needs[(token, execution.executor)] = amount
+        what = f"execute {len(plan.actions)} actions"
+        return needs, [
+            (Call(execution.executor, data, what, "execute"), plan.gas + EXECUTE_OVERHEAD_GAS)
+        ]
+    for spend in router_spends(plan, settings, pairs):
+        key = (spend.token, spend.spender)
+        needs[key] = needs.get(key, 0) + spend.amount
+    calls = router_calls(plan, settings, pairs, owner)
+    return needs, [(call, action.gas) for call, action in zip(calls, plan.actions, strict=True)]
+
+
 async def execute_plan(
     plan: Plan,
     snapshot: Snapshot,
@@ -78,20 +103,8 @@ async def execute_plan(
     execution = settings.execution
     rpc = sender.rpc
     owner = sender.address
-    needs: dict[tuple[str, str], int] = {}
-    if execution.route == "atomic":
-        assert execution.executor is not None
-        data, pulls = executor_call(plan, settings, pairs, execution.executor_mode)
-        for token, amount in pulls:
-            needs[(token, execution.executor)] = amount
-        actions = [
-            Call(execution.executor, data, f"execute {len(plan.actions)} actions", "execute")
-        ]
-    else:
-        for spend in router_spends(plan, settings, pairs):
-            key = (spend.token, spend.spender)
-            needs[key] = needs.get(key, 0) + spend.amount
-        actions = router_calls(plan, settings, pairs, owner)
+    needs, planned = plan_calls(plan, settings, pairs, owner)
+    actions = [call for call, _ in planned]
     approvals = await approval_calls(rpc, settings, owner, needs)
     check_caps(fees, plan.gas + 50_000 * len(approvals), eth_price, execution)
     mined: list[Mined] = []
@@ -105,10 +118,6 @@ async def execute_plan(
     gas = sum(m.gas_used for m in mined)
     cost = sum(m.gas_used * m.effective_gas_price for m in mined)
     return Execution(tuple(mined), len(approvals), gas, cost)
-
-
-APPROVAL_GAS = 80_000
-EXECUTE_OVERHEAD_GAS = 60_000
 
 
 async def execute_plan_as_bundle(
@@ -127,22 +136,7 @@ async def execute_plan_as_bundle(
     """
     execution = settings.execution
     owner = sender.address
-    needs: dict[tuple[str, str], int] = {}
-    if execution.route == "atomic":
-        assert execution.executor is not None
-        data, pulls = executor_call(plan, settings, pairs, execution.executor_mode)
-        for token, amount in pulls:
-            needs[(token, execution.executor)] = amount
-        actions = [
-            (Call(execution.executor, data, "execute", "execute"), plan.gas + EXECUTE_OVERHEAD_GAS)
-        ]
-    else:
-        for spend in router_spends(plan, settings, pairs):
-            needs[(spend.token, spend.spender)] = (
-                needs.get((spend.token, spend.spender), 0) + spend.amount
-            )
-        calls = router_calls(plan, settings, pairs, owner)
-        actions = [(call, action.gas) for call, action in zip(calls, plan.actions, strict=True)]
+    needs, actions = plan_calls(plan, settings, pairs, owner)
     approvals = [
         (call, APPROVAL_GAS) for call in await approval_calls(sender.rpc, settings, owner, needs)
     ]

@@ -8,71 +8,20 @@ from typing import Any
 import pytest
 
 from bot.errors import DataError
-from bot.paths import ROOT
 from bot.portfolio import Q112, cumulative_prices, value_portfolio
-from bot.settings import Settings, load_settings
-from bot.types import Address, Pool, PoolObservation, PoolState, Snapshot
+from bot.settings import Settings
+from bot.types import PoolObservation, Snapshot
+from tests import synthetic
+from tests.synthetic import DEPTH, PRICES, SETTINGS
 
-SETTINGS = load_settings(ROOT / "config" / "local.toml")
 E18 = 10**18
-PRICES = {
-    "WETH": 200.0,
-    "USDC": 1.0,
-    "USDT": 1.0,
-    "DAI": 1.0,
-    "WBTC": 8000.0,
-    "LINK": 4.0,
-    "FOT": 4.0,
-}
-DEPTH = {"uniswap": 10_000_000.0, "sushiswap": 3_000_000.0}  # USD per side
-
-
-def pool_of(settings: Settings, venue: str, a: str, b: str) -> Pool:
-    t0, t1 = sorted((a, b), key=lambda s: int(settings.tokens[s].address, 16))
-    return Pool(
-        f"{venue}:{a}/{b}",
-        venue,
-        Address(f"0x{abs(hash((venue, a, b))) % 16**40:040x}"),
-        t0,
-        t1,
-        30,
-        Address("0x" + "1" * 40),
-    )
-
-
-def reserves_at(
-    settings: Settings, pool: Pool, prices: dict[str, float], depth_usd: float
-) -> tuple[int, int]:
-    def raw(symbol: str) -> int:
-        return int(depth_usd / prices[symbol] * 10 ** settings.tokens[symbol].decimals)
-
-    return raw(pool.token0), raw(pool.token1)
 
 
 def snapshot(
     settings: Settings = SETTINGS, prices: dict[str, float] = PRICES, **overrides: Any
 ) -> Snapshot:
-    states = []
-    for spec in settings.pools:
-        pool = pool_of(settings, spec.venue, *spec.tokens)
-        r0, r1 = reserves_at(settings, pool, prices, DEPTH[spec.venue])
-        states.append(PoolState(pool, r0, r1, 1000, 10**20, 0, 0, 0, False, 0))
-    balances = tuple(
-        (s, int(1000 / prices[s] * 10**t.decimals)) for s, t in settings.tokens.items()
-    )  # $1000 each
-    base = Snapshot(
-        31337,
-        100,
-        "0xab",
-        2000,
-        10**9,
-        Address(settings.wallet.address),
-        5 * E18,
-        balances,
-        tuple(states),
-        (("uniswap", Address("0x" + "0" * 40)), ("sushiswap", Address("0x" + "0" * 40))),
-    )
-    return replace(base, **overrides)
+    """$1000 of every token and 5 ETH, pools at `prices` (tests.synthetic)."""
+    return synthetic.snapshot(None, settings, prices, **{"eth_balance": 5 * E18, **overrides})
 
 
 def test_prices_follow_the_deepest_path() -> None:
