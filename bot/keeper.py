@@ -43,6 +43,7 @@ from strategies.base import DAY, PricePoint, StrategyState
 log = logging.getLogger(__name__)
 Mode = Literal["live", "dry-run", "paper"]
 HISTORY_POINTS = 500
+BUNDLE_HORIZON_BLOCKS = 6  # a bundle is offered for 5 blocks; after that it cannot land
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,18 @@ class Keeper:
                     record.tx_hash,
                 )
                 continue
+            if receipt is None and in_pool is None and record.private:
+                # A bundle's (or private) transaction the public pool never saw: it lands by its
+                # target block or never. Wait past that, then settle it either way.
+                await self._await_block((record.sent_block or 0) + BUNDLE_HORIZON_BLOCKS)
+                if await self.sender.rpc.call("eth_getTransactionReceipt", record.tx_hash) is None:
+                    self.journal.set_status(record.tx_hash, "dropped")
+                    log.warning(
+                        "recovery: private %s (%s) never landed; dropped",
+                        record.what,
+                        record.tx_hash,
+                    )
+                    continue
             if receipt is None:
                 latest = int(
                     await self.sender.rpc.call(
@@ -168,6 +181,11 @@ class Keeper:
                 mined.block_number,
                 mined.status,
             )
+
+    async def _await_block(self, number: int) -> None:
+        assert self.rpc is not None
+        while int(await self.rpc.call("eth_blockNumber"), 16) < number:  # noqa: ASYNC110 (polls the chain)
+            await asyncio.sleep(self.settings.execution.poll_seconds)
 
     # --- persistent state ---------------------------------------------------------------------
     def halted_reason(self) -> str | None:

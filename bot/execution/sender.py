@@ -40,6 +40,10 @@ class SendRejected(SkipCycle):
     """The node refused the signed transaction; its nonce is free again."""
 
 
+class PrivateNotResent(SkipCycle):
+    """A private transaction would have to go out publicly to be re-sent; it is not."""
+
+
 class NonceTaken(Halt):
     """Another transaction (not ours) used our nonce: a person should look at the wallet."""
 
@@ -243,6 +247,11 @@ class Sender:
                 if not self.settings.private_fallback_to_public:
                     raise
                 log.warning("private endpoint failed; sending through the public one as configured")
+        elif private and not self.settings.private_fallback_to_public:
+            # a bundle's transaction: only the relay may carry it, never the public mempool
+            raise PrivateNotResent(
+                "a private transaction is not re-sent through the public endpoint"
+            )
         await self.rpc.call("eth_sendRawTransaction", "0x" + raw.hex())
 
     # --- seeing it through ------------------------------------------------------------------------

@@ -100,3 +100,89 @@ def test_kill_9_with_a_transaction_pending(
     statuses = sorted(row["status"] for row in journal.rebalances())
     # the killed run left its attempt on record; the restart executed the rebalance once
     assert statuses == ["executed", "started"]
+
+
+async def test_kill_9_with_a_bundle_pending(chain: Chain, tmp_path: Path) -> None:
+    """The relay accepts the bundle and never lands it; the keeper is killed while it waits.
+    On restart the bundle's transactions are settled as dropped once their blocks are past,
+    never re-sent through the public mempool, and the next plan executes once."""
+    import asyncio
+    import contextlib
+
+    from tests.fake_relay import FakeRelay
+
+    journal_path = tmp_path / "journal.sqlite"
+    keeper_address = chain.manifest["keeper"]["address"]
+    env = {
+        **os.environ,
+        "REBALANCER_PRIVATE_KEY": chain.manifest["keeper"]["private_key"],
+        "REBALANCER_STRATEGY__TRIGGER": "threshold",
+        "REBALANCER_EXECUTION__POLL_SECONDS": "0.1",
+    }
+
+    async def start(relay_url: str, cycles: int) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "run",
+            "--mode",
+            "live",
+            "--config",
+            str(ROOT / "config" / "local.toml"),
+            "--rpc-url",
+            chain.url,
+            "--journal",
+            str(journal_path),
+            "--metrics-port",
+            "0",
+            "--max-cycles",
+            str(cycles),
+            env={**env, "REBALANCER_EXECUTION__RELAY_URL": relay_url},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def mine_forever() -> None:
+        while True:
+            await asyncio.to_thread(chain.rpc, "evm_mine")
+            await asyncio.sleep(0.2)
+
+    async with FakeRelay(chain.url) as relay:
+        relay.include = False
+        first = await start(relay.url, 1)
+        sent: list[str] = []
+        for _ in range(300):
+            await asyncio.sleep(0.1)
+            if journal_path.exists():
+                journal = Journal(journal_path)
+                sent = [
+                    r.tx_hash
+                    for r in journal.open_transactions(keeper_address)
+                    if r.status == "sent"
+                ]
+                journal.close()
+            if sent:
+                break
+        assert sent, "the keeper never sent its bundle"
+        first.kill()  # kill -9 while the bundle is pending
+        await first.wait()
+        relay.include = True
+        miner = asyncio.create_task(mine_forever())
+        try:
+            second = await start(relay.url, 1)
+            _, err = await asyncio.wait_for(second.communicate(), 180)
+        finally:
+            miner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await miner
+    assert second.returncode == 0, err.decode()
+    journal = Journal(journal_path)
+    for tx_hash in sent:
+        assert journal.get(tx_hash).status == "dropped"  # type: ignore[union-attr]
+        assert chain.rpc("eth_getTransactionByHash", tx_hash) is None  # never went public
+    nonce = chain.w3.eth.get_transaction_count(keeper_address)
+    records = [r for n in range(nonce + len(sent)) for r in journal.by_nonce(keeper_address, n)]
+    mined = [r for r in records if r.status == "mined"]
+    assert sorted(r.nonce for r in mined) == list(range(nonce))  # every used nonce, once
+    assert sorted(row["status"] for row in journal.rebalances()) == ["executed", "started"]
