@@ -160,10 +160,14 @@ class Journal:
     ) -> None:
         now = time.time()
         with self._write() as db:
-            db.execute(
+            # The same plan re-signed at the same nonce and fees is the same transaction, with
+            # the same hash: allowed again only if its earlier copy never went anywhere.
+            cursor = db.execute(
                 "INSERT INTO transactions (tx_hash, sender, nonce, raw, unsigned, status, what, "
                 "max_fee, max_priority_fee, private, replaces, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, 'signed', ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, 'signed', ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(tx_hash) DO UPDATE SET status = 'signed', updated = excluded.updated "
+                "WHERE transactions.status IN ('dropped', 'failed')",
                 (
                     tx_hash,
                     sender,
@@ -179,6 +183,8 @@ class Journal:
                     now,
                 ),
             )
+            if cursor.rowcount == 0:
+                raise Halt(f"transaction {tx_hash} is already in flight: refusing to send it twice")
 
     def set_status(self, tx_hash: str, status: TxStatus, **fields: int | str | None) -> None:
         columns = "".join(f", {name} = ?" for name in fields)  # names are ours, values bound
