@@ -144,6 +144,10 @@ class Journal:
             raise Halt(
                 f"journal write failed ({err}): stopping, no trade without a record"
             ) from None
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
 
     def record_signed(
         self,
