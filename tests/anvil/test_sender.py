@@ -26,6 +26,7 @@ from bot.execution.run import allowance, approval_calls, execute_plan
 from bot.execution.sender import NonceTaken, Sender, SimulationReverted
 from bot.execution.signer import Signer, load_signer
 from bot.journal import Journal
+from bot.metrics import Metrics
 from bot.paths import ROOT
 from bot.planner import plan
 from bot.settings import Settings, SignerSettings, load_settings
@@ -392,8 +393,13 @@ async def test_secrets_never_reach_the_logs(
         sender = Sender(rpc, signer, journal, settings.execution, 31337)
         fees = await suggest_fees(rpc, settings.execution)
         result = await execute_plan(proposed, snapshot, settings, sender, fees, 200.0, pairs)
+        metrics = Metrics()
+        metrics.watch_rpc(rpc.stats)
+        exported = metrics.render().decode()
     assert all(m.status == 1 for m in result.mined)
-    text = caplog.text
+    assert "rebalancer_rpc_requests_total" in exported
+    rows = [repr(r) for n in range(8) for r in journal.by_nonce(signer.address, n)]
+    text = caplog.text + exported + "".join(rows) + repr(signer)
     for secret in (key, key[2:], password, "SUPER-SECRET-API-KEY"):
         assert secret not in text
     assert "sent swap" in text  # the run was logged
