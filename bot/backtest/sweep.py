@@ -94,13 +94,16 @@ def run(market: Market, configs: Sequence[SweepConfig]) -> SweepResult:
     # day-major: each day writes one contiguous row
     values = np.empty((days, n))
     events = np.zeros((days, n), dtype=bool)
-    costs = np.zeros((4, n))  # fees, impact, gas, turnover
+    impact_total = np.zeros(n)
     drift_squares = np.zeros(n)
     values[0] = market.initial_value
     held = np.empty((assets, n))
     weights = np.empty((assets, n))
     drift = np.empty((assets, n))
     scratch = np.empty((assets, n))
+    due = daily[None, :] | (np.arange(days)[:, None] % every[None, :] == 0)
+    over = np.empty((assets, n), dtype=bool)
+    traded_total = np.zeros(n)
     for t in range(1, days):
         price = prices[t][:, None]
         np.multiply(units, price, out=held)
@@ -110,8 +113,8 @@ def run(market: Market, configs: Sequence[SweepConfig]) -> SweepResult:
         np.multiply(drift, drift, out=scratch)
         drift_squares += scratch.sum(axis=0)
         np.abs(drift, out=scratch)
-        breached = (scratch > threshold).any(axis=0)
-        act = (daily | (t % every == 0)) & (calendar | breached)
+        np.greater(scratch, threshold, out=over)
+        act = due[t] & (calendar | over.any(axis=0))
         # Whole-array arithmetic with the partial fraction zeroed where nothing acts: no
         # gathering of rows, and a non-acting row keeps its units (to the last bit or two).
         step = partial * act
@@ -119,24 +122,25 @@ def run(market: Market, configs: Sequence[SweepConfig]) -> SweepResult:
         np.abs(drift, out=scratch)
         scratch *= total
         traded = scratch.sum(axis=0)
-        fees = market.fee * traded
+        traded_total += traded
         np.multiply(scratch, scratch, out=scratch)
         scratch /= depth
         impact = scratch.sum(axis=0)
-        gas = market.gas * act
-        after = total - fees - impact - gas
+        impact_total += impact
+        # fees and gas are totalled after the loop: fee x traded, gas x rebalances
+        after = total - market.fee * traded - impact - market.gas * act
         np.subtract(weights, drift, out=units)
         units *= after / price
-        costs[0] += fees
-        costs[1] += impact
-        costs[2] += gas
-        costs[3] += traded / 2
         events[t] = act
         values[t] = after
-    fee_cost, impact_cost, gas_cost, turnover = costs
+    rebalances = events.sum(axis=0)
+    fee_cost = market.fee * traded_total
+    impact_cost = impact_total
+    gas_cost = market.gas * rebalances
+    turnover = traded_total / 2
     return SweepResult(
         final_value=values[-1].copy(),
-        rebalances=events.sum(axis=0),
+        rebalances=rebalances,
         turnover=turnover,
         fee_cost=fee_cost,
         impact_cost=impact_cost,
