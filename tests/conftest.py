@@ -8,6 +8,7 @@ an interrupted run leaves no chain behind.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from web3 import Web3
 
-from anvil_fixtures.builder import Fixture, build
+from anvil_fixtures.builder import KEEPER_INDEX, Fixture, build, dev_account
 from bot.chain.anvil import AnvilProcess, fork_of
 
 TESTS = Path(__file__).parent
@@ -114,6 +115,20 @@ class Chain:
 
     def pool(self, key: str) -> dict[str, Any]:
         return next(p for p in self.manifest["pools"] if p["key"] == key)
+
+
+@pytest.fixture(autouse=True)
+def _no_key_in_fault_logs(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> Iterator[None]:
+    """Through every fault test, the logs at DEBUG never show the keeper's private key."""
+    if request.node.get_closest_marker("adversarial") is None:
+        yield
+        return
+    caplog.set_level(logging.DEBUG)
+    yield
+    key = dev_account(KEEPER_INDEX).key.hex().removeprefix("0x")
+    assert key not in caplog.text, "the private key reached the logs"
 
 
 @pytest.fixture(scope="session")

@@ -430,3 +430,22 @@ async def test_gas_above_the_cap_waits_alerts_and_sends_nothing(
     assert metrics.gas_cap_hits._value.get() == 1
     assert journal.rebalances()[0]["status"] == "waiting_gas"
     assert chain.w3.eth.get_transaction_count(keeper_address) == 0
+
+
+async def test_a_full_disk_halts_before_any_trade(chain: Chain, tmp_path: Path) -> None:
+    settings = keeper_settings(chain.url, tmp_path)
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    keeper_address = chain.manifest["keeper"]["address"]
+    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper:
+        # SQLite's own "database or disk is full": no page may be added from here on
+        pages = journal._db.execute("PRAGMA page_count").fetchone()[0]
+        journal._db.execute(f"PRAGMA max_page_count = {pages}")
+
+        async def until_a_write_fails() -> None:
+            for _ in range(50):  # the first write that needs a new page fails
+                await keeper.cycle()
+
+        with pytest.raises(Halt, match="disk is full"):
+            await until_a_write_fails()
+    assert chain.w3.eth.get_transaction_count(keeper_address) == 0
