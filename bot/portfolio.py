@@ -167,6 +167,15 @@ def pool_prices(snapshot: Snapshot, settings: Settings) -> dict[str, PoolPrice]:
             flagged = f"spot is {deviation:+.2%} off the TWAP (bound {bound:.2%})"
         elif twap is None and settings.valuation.missing_twap == "refuse":
             flagged = "no TWAP for this pool (valuation.missing_twap = refuse)"
+        stale_after = settings.valuation.stale_pool_seconds
+        idle = snapshot.timestamp - state.block_timestamp_last
+        if (
+            flagged is None
+            and stale_after
+            and idle > stale_after
+            and settings.valuation.stale_pool == "refuse"
+        ):
+            flagged = f"no trade for {idle / 3600:.1f} h (valuation.stale_pool = refuse)"
         out[pool.key] = PoolPrice(pool.key, spot, twap, deviation, flagged)
     return out
 

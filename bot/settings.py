@@ -108,6 +108,11 @@ class ValuationSettings(Section):
     # With no TWAP for a pool (a node without the window's old state): "refuse" trades through
     # it, or "allow" them on the spot price alone.
     missing_twap: Literal["allow", "refuse"] = "allow"
+    # A pool with no trade for this long: its TWAP only repeats its last price, so the guard is
+    # blind there. "refuse" trades through it; "allow" them. (The accumulators are extended to
+    # the current time, so any window length is well defined: no widening is needed.)
+    stale_pool_seconds: int | None = Field(default=None, gt=0)
+    stale_pool: Literal["allow", "refuse"] = "allow"
 
 
 class PortfolioSettings(Section):
