@@ -19,6 +19,7 @@ class FakeRelay:
         self.chain_url = chain_url
         self.calls: list[tuple[str, str]] = []  # (method, signer address)
         self.include = True  # False: accept bundles but never land them
+        self.landed: list[str] = []  # hashes this relay put on chain
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -60,7 +61,7 @@ class FakeRelay:
             result = self._simulate(bundle["txs"])
         else:
             if self.include:
-                self._land(bundle["txs"])
+                self.landed += self._land(bundle["txs"])
             result = {"bundleHash": "0x" + keccak(body).hex()}
         return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
 

@@ -451,11 +451,19 @@ async def test_a_full_disk_halts_before_any_trade(chain: Chain, tmp_path: Path) 
     assert chain.w3.eth.get_transaction_count(keeper_address) == 0
 
 
-async def test_a_pool_with_no_trades_for_hours_is_refused_when_configured(chain: Chain, tmp_path: Path) -> None:
+async def test_a_pool_with_no_trades_for_hours_is_refused_when_configured(
+    chain: Chain, tmp_path: Path
+) -> None:
     settings = keeper_settings(chain.url, tmp_path)
     chain.rpc("anvil_mine", hex(settings.valuation.twap_window_seconds // 12 + 5), hex(12))
     for policy, expected in (("allow", "rebalanced"), ("refuse", "skipped")):
-        configured = settings.model_copy(update={"valuation": settings.valuation.model_copy(update={"stale_pool_seconds": 3600, "stale_pool": policy})})
+        configured = settings.model_copy(
+            update={
+                "valuation": settings.valuation.model_copy(
+                    update={"stale_pool_seconds": 3600, "stale_pool": policy}
+                )
+            }
+        )
         journal = Journal(tmp_path / f"{policy}.sqlite")
         async with make_keeper(configured, "dry-run", journal, Metrics(), chain.manifest) as keeper:
             result = await keeper.cycle()

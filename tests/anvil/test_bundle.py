@@ -126,3 +126,35 @@ async def test_a_private_transaction_never_falls_back_to_public(
             ]
             assert bool(raw_sends) is expect_public
         assert chain.w3.eth.get_transaction_count(keeper) >= 1
+
+
+async def test_a_dropped_private_transaction_is_not_resent_publicly(
+    chain: Chain, tmp_path: Path
+) -> None:
+    from bot.execution.sender import Pending, PrivateNotResent
+    from tests.anvil.test_sender import settings_for, transfer_call
+
+    settings = settings_for(chain, confirmations=1)
+    signer = Signer(Account.from_key(chain.manifest["keeper"]["private_key"]))
+    journal = Journal(tmp_path / "j.sqlite")
+    async with RpcProxy(chain.url) as public, RpcClient([public.url], chain_id=31337) as rpc:
+        sender = Sender(rpc, signer, journal, settings.execution, 31337)
+        fees = await suggest_fees(rpc, settings.execution)
+        (pending,) = await sender.sign_bundle(
+            [(transfer_call(chain, "USDC", chain.manifest["deployer"], 1), 80_000)], fees
+        )
+        journal.set_status(pending.tx_hash, "sent", sent_block=0)  # a bundle that never landed
+        restored = Pending(
+            pending.nonce,
+            pending.what,
+            pending.tx,
+            fees,
+            versions=list(pending.versions),
+            private=True,
+        )
+        with pytest.raises(PrivateNotResent, match="not re-sent through the public endpoint"):
+            await sender.wait(restored)
+    raw_sends = [
+        r for batch in public.requests for r in batch if r["method"] == "eth_sendRawTransaction"
+    ]
+    assert raw_sends == []

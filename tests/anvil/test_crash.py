@@ -186,6 +186,8 @@ async def test_kill_9_with_a_bundle_pending(chain: Chain, tmp_path: Path) -> Non
         assert record.status in {"dropped", "mined"}
         if record.status == "dropped":
             assert chain.rpc("eth_getTransactionByHash", tx_hash) is None  # never went public
+        else:
+            assert tx_hash in relay.landed  # carried by the relay, not the public mempool
     nonce = chain.w3.eth.get_transaction_count(keeper_address)
     records = [r for n in range(nonce + len(sent)) for r in journal.by_nonce(keeper_address, n)]
     mined = [r for r in records if r.status == "mined"]
