@@ -382,12 +382,12 @@ async def test_two_triggers_at_once_send_one_at_a_time_in_nonce_order(
     deployer = chain.manifest["deployer"]
     async with sender_for(chain, journal, settings) as sender:
         fees = await suggest_fees(sender.rpc, settings.execution)
-        first, second = await asyncio.gather(
-            sender.send(transfer_call(chain, "USDC", deployer, 1), fees),
-            sender.send(transfer_call(chain, "USDT", deployer, 1), fees),
+        symbols = ["USDC", "USDT", "DAI", "LINK", "WBTC"]
+        sent = await asyncio.gather(
+            *(sender.send(transfer_call(chain, s, deployer, 1), fees) for s in symbols)
         )
-        mined = [await sender.wait(first), await sender.wait(second)]
-    assert sorted([first.nonce, second.nonce]) == [0, 1]
+        mined = [await sender.wait(p) for p in sent]
+    assert sorted(p.nonce for p in sent) == list(range(len(symbols)))
     assert all(m.status == 1 for m in mined)
 
 
