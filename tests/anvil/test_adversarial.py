@@ -456,6 +456,9 @@ async def test_a_pool_with_no_trades_for_hours_is_refused_when_configured(
 ) -> None:
     settings = keeper_settings(chain.url, tmp_path)
     chain.rpc("anvil_mine", hex(settings.valuation.twap_window_seconds // 12 + 5), hex(12))
+    head = int(chain.rpc("eth_getBlockByNumber", "latest", False)["timestamp"], 16)
+    chain.rpc("evm_setNextBlockTimestamp", head + 2 * 3600)  # two quiet hours for every pool
+    chain.rpc("evm_mine")
     for policy, expected in (("allow", "rebalanced"), ("refuse", "skipped")):
         configured = settings.model_copy(
             update={
