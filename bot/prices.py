@@ -91,9 +91,9 @@ def price_matrix(
 ) -> tuple[list[date], list[list[float]]]:
     """Rows of prices for `columns` between `start` and `end` (inclusive).
 
-    Fill policy, stated: a missing or empty cell takes the column's last known price (forward
-    fill), and says so through the returned dates staying daily only where the file is; a column
-    with no price at all before the first date is an error (pick a later --from).
+    Fill policy: a missing or empty cell takes the column's last known price (forward fill);
+    days absent from the file are simply not simulated (rows follow the file's dates); a
+    column with no price at all on or before the first date is an error (pick a later --from).
     """
     for column in columns:
         if column not in table.columns:
