@@ -39,7 +39,8 @@ def _weights(title: str, before: Valuation, after: Valuation) -> str:
             f"{after.unit(unit.unit).weight:>8.2%}"
         )
     lines.append(
-        f"  value {before.total_value:,.2f} -> {after.total_value:,.2f} {before.numeraire}"
+        f"  value {before.total_value:,.2f} -> {after.total_value:,.2f} {before.numeraire} "
+        "(each at the pools' prices of the moment: our own trades move them)"
     )
     return "\n".join(lines)
 
