@@ -308,8 +308,7 @@ class Keeper:
         self._bootstrap_lots(view)
         now = max(int(time.time()), snapshot.timestamp)
         state = self._with_price_point(self.strategy_state(), view, now)
-        gas_price = None
-        evaluation = evaluate(snapshot, view, self.settings, state, now, gas_price)
+        evaluation = evaluate(snapshot, view, self.settings, state, now)
         if evaluation.decision.evaluated:
             state = replace(state, last_evaluation=now)
         if not evaluation.rebalance:
@@ -468,7 +467,7 @@ class Keeper:
                 )
             else:
                 result = await execute_plan(
-                    plan, snapshot, self.settings, self.sender, fees, eth_price, self.pairs
+                    plan, self.settings, self.sender, fees, eth_price, self.pairs
                 )
         except FeeTooHigh:
             self.metrics.gas_cap_hits.inc()

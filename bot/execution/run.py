@@ -20,7 +20,6 @@ from bot.execution.relay import BundleRelay
 from bot.execution.sender import Mined, Sender
 from bot.planner import Plan
 from bot.settings import Settings
-from bot.types import Snapshot
 
 log = logging.getLogger(__name__)
 ALLOWANCE = function_signature_to_4byte_selector("allowance(address,address)")
@@ -91,7 +90,6 @@ def plan_calls(
 
 async def execute_plan(
     plan: Plan,
-    snapshot: Snapshot,
     settings: Settings,
     sender: Sender,
     fees: Fees,

@@ -254,7 +254,7 @@ async def test_a_whole_plan_lands_at_its_quotes(
     pairs = {p["key"]: p["address"] for p in chain.manifest["pools"]}
     async with sender_for(chain, journal, settings) as sender:
         fees = await suggest_fees(sender.rpc, settings.execution)
-        result = await execute_plan(proposed, snapshot, settings, sender, fees, 200.0, pairs)
+        result = await execute_plan(proposed, settings, sender, fees, 200.0, pairs)
     assert all(m.status == 1 for m in result.mined)
     if route == "atomic":
         assert len(result.mined) == result.approvals + 1
@@ -392,7 +392,7 @@ async def test_secrets_never_reach_the_logs(
     async with RpcProxyWithSecret(chain.url) as url, RpcClient([url], chain_id=31337) as rpc:
         sender = Sender(rpc, signer, journal, settings.execution, 31337)
         fees = await suggest_fees(rpc, settings.execution)
-        result = await execute_plan(proposed, snapshot, settings, sender, fees, 200.0, pairs)
+        result = await execute_plan(proposed, settings, sender, fees, 200.0, pairs)
         metrics = Metrics()
         metrics.watch_rpc(rpc.stats)
         exported = metrics.render().decode()
