@@ -20,7 +20,8 @@ $(VENV)/.installed: pyproject.toml
 node_modules/.installed: package.json package-lock.json
 	@# npm install, not npm ci: only the linux-amd64 anvil package is published where we install
 	@# from, so the lockfile cannot list the other platforms and npm ci would refuse it.
-	npm install --no-audit --no-fund --loglevel=error
+	@# --no-save: npm would otherwise rewrite the lockfile with every platform it resolves.
+	npm install --no-save --no-audit --no-fund --loglevel=error
 	touch $@
 
 contracts: node_modules/.installed

@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt = commands.add_parser("backtest", help="the strategy on historical prices, with a report")
     bt.add_argument("--config", required=True, help="settings TOML (see config/)")
     bt.add_argument(
-        "--prices", help="CSV of date and one column per asset (default: the shared dataset)"
+        "--prices", help="CSV of date and one column per asset (default: data/prices_daily.csv)"
     )
     bt.add_argument("--from", dest="start", help="first date, YYYY-MM-DD")
     bt.add_argument("--to", dest="end", help="last date, YYYY-MM-DD")

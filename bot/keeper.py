@@ -84,6 +84,7 @@ class Keeper:
         self.rpc: RpcClient | None = None
         self.reader: SnapshotReader | None = None
         self.sender: Sender | None = None
+        self.private_rpc: RpcClient | None = None
         self.pairs: dict[str, str] = {}
 
     async def __aenter__(self) -> Keeper:
@@ -93,18 +94,27 @@ class Keeper:
         self.pairs = {pool.key: pool.address for pool in self.reader.pools}
         if self.mode == "live":
             assert self.signer is not None
+            private_url = self.settings.execution.private_rpc_url
+            if private_url:
+                # transactions go only here (unless private_fallback_to_public): never the mempool
+                self.private_rpc = await RpcClient(
+                    [private_url], chain_id=self.settings.chain.chain_id
+                ).__aenter__()
             self.sender = Sender(
                 self.rpc,
                 self.signer,
                 self.journal,
                 self.settings.execution,
                 self.settings.chain.chain_id,
+                private_rpc=self.private_rpc,
             )
             await self.recover()
         self.metrics.halted.set(1 if self.halted_reason() else 0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.private_rpc is not None:
+            await self.private_rpc.__aexit__(None, None, None)
         if self.rpc is not None:
             await self.rpc.__aexit__(None, None, None)
 

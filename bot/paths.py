@@ -13,6 +13,6 @@ FIXTURE_BUILD = ROOT / "anvil_fixtures" / "build"
 
 
 def prices_csv() -> Path:
-    """The shared price dataset: REBALANCER_PRICES_CSV, else ../shared/data beside the checkout."""
+    """The price dataset: REBALANCER_PRICES_CSV, else the copy in the checkout's data/ folder."""
     override = os.environ.get("REBALANCER_PRICES_CSV")
-    return Path(override) if override else ROOT.parent / "shared" / "data" / "prices_daily.csv"
+    return Path(override) if override else ROOT / "data" / "prices_daily.csv"

@@ -33,7 +33,11 @@ class Fees:
 
 
 async def suggest_fees(rpc: RpcClient, settings: ExecutionSettings) -> Fees:
-    """Tip: the configured percentile of recent tips; max fee: twice the next base fee plus tip."""
+    """Tip: the configured percentile of recent tips; max fee: twice the next base fee plus tip.
+
+    Never above `execution.max_fee_gwei`: when the market needs more than the cap (base fee plus
+    tip), FeeTooHigh says so and the rebalance waits; otherwise the max fee is clamped to the cap.
+    """
     history = await rpc.call(
         "eth_feeHistory", hex(settings.fee_history_blocks), "latest", [settings.fee_percentile]
     )
@@ -44,7 +48,32 @@ async def suggest_fees(rpc: RpcClient, settings: ExecutionSettings) -> Fees:
         raise DataError(f"eth_feeHistory answered something unexpected ({err})") from None
     floor = int(settings.priority_fee_gwei * GWEI)
     tip = max(sorted(tips)[len(tips) // 2] if tips else 0, floor)
-    return Fees(base_fee, tip, 2 * base_fee + tip)
+    return within_cap(Fees(base_fee, tip, 2 * base_fee + tip), settings)
+
+
+def within_cap(fees: Fees, settings: ExecutionSettings) -> Fees:
+    """The fees clamped to the cap, or FeeTooHigh when the market needs more than it."""
+    cap = int(settings.max_fee_gwei * GWEI)
+    needed = fees.base_fee + fees.max_priority_fee
+    if needed > cap:
+        raise FeeTooHigh(
+            f"the market needs {needed / GWEI:.1f} gwei (base fee {fees.base_fee / GWEI:.1f} + "
+            f"tip {fees.max_priority_fee / GWEI:.1f}), above execution.max_fee_gwei "
+            f"{settings.max_fee_gwei:g}: waiting"
+        )
+    return Fees(fees.base_fee, fees.max_priority_fee, min(fees.max_fee, cap))
+
+
+def assert_signable(tx: dict[str, object], settings: ExecutionSettings) -> None:
+    """The last check before a signature: no fee field above the cap, the tip within the max fee."""
+    cap = int(settings.max_fee_gwei * GWEI)
+    max_fee = int(str(tx["maxFeePerGas"]))
+    tip = int(str(tx["maxPriorityFeePerGas"]))
+    if max_fee > cap or tip > max_fee:
+        raise FeeTooHigh(
+            f"refusing to sign at max fee {max_fee / GWEI:.1f} gwei, tip {tip / GWEI:.1f} gwei: "
+            f"above execution.max_fee_gwei {settings.max_fee_gwei:g}"
+        )
 
 
 def check_caps(fees: Fees, gas: int, eth_price: float, settings: ExecutionSettings) -> None:
@@ -55,14 +84,9 @@ def check_caps(fees: Fees, gas: int, eth_price: float, settings: ExecutionSettin
             f"base fee {fees.base_fee / GWEI:.1f} gwei is above execution.max_fee_gwei "
             f"{settings.max_fee_gwei:g}: waiting"
         )
-    cost = gas * min(fees.max_fee, cap) / 1e18 * eth_price
+    cost = gas * fees.max_fee / 1e18 * eth_price  # what is signed: suggest_fees clamps it
     if cost > settings.max_gas_cost:
         raise FeeTooHigh(
             f"gas for this rebalance could cost {cost:,.2f}, above execution.max_gas_cost "
             f"{settings.max_gas_cost:,.2f}: waiting"
         )
-
-
-def capped(fees: Fees, settings: ExecutionSettings) -> Fees:
-    cap = int(settings.max_fee_gwei * GWEI)
-    return Fees(fees.base_fee, min(fees.max_priority_fee, cap), min(fees.max_fee, cap))

@@ -24,7 +24,7 @@ from eth_utils.address import to_checksum_address
 from bot.chain.rpc import RpcClient, RpcError
 from bot.errors import Halt, SkipCycle, TemporaryError
 from bot.execution.calls import Call
-from bot.execution.fees import GWEI, Fees
+from bot.execution.fees import GWEI, Fees, assert_signable
 from bot.execution.signer import Signer
 from bot.journal import Journal
 from bot.settings import ExecutionSettings
@@ -189,6 +189,7 @@ class Sender:
                     "maxPriorityFeePerGas": fees.max_priority_fee,
                 }
                 pending = Pending(nonce + offset, call.what, tx, fees, private=True)
+                assert_signable(tx, self.settings)
                 raw, tx_hash = self.signer.sign(tx)
                 self.journal.record_signed(
                     tx_hash,
@@ -206,6 +207,7 @@ class Sender:
             return out
 
     async def _sign_and_send(self, pending: Pending, replaces: str | None) -> None:
+        assert_signable(pending.tx, self.settings)
         raw, tx_hash = self.signer.sign(pending.tx)
         self.journal.record_signed(
             tx_hash,

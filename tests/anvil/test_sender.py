@@ -179,6 +179,36 @@ async def test_fees_above_the_cap_wait_and_send_nothing(chain: Chain) -> None:
     check_caps(Fees(GWEI, GWEI, 3 * GWEI), 500_000, 2_000.0, settings.execution)
 
 
+async def test_blocks_stuffed_with_1000_gwei_tips_sign_nothing_above_the_cap(
+    chain: Chain, journal: Journal
+) -> None:
+    """The fee-cap bug: a market of 1000-gwei tips must not be paid under a 300-gwei cap."""
+    w3 = chain.w3
+    deployer = chain.manifest["deployer"]
+    for _ in range(10):
+        tx = {"from": deployer, "to": deployer, "value": 1, "gas": 21_000}
+        tx |= {"maxPriorityFeePerGas": 1000 * GWEI, "maxFeePerGas": 2000 * GWEI}
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))  # type: ignore[arg-type]
+    settings = settings_for(chain, max_fee_gwei=300)
+    async with sender_for(chain, journal, settings) as sender:
+        with pytest.raises(FeeTooHigh, match=r"the market needs 10\d\d\.\d gwei .* above"):
+            await suggest_fees(sender.rpc, settings.execution)
+        # forced through anyway (a replacement, a caller that skips suggest_fees): refused unsigned
+        over = Fees(GWEI, 1000 * GWEI, 1000 * GWEI)
+        with pytest.raises(FeeTooHigh, match=r"refusing to sign at max fee 1000\.0 gwei"):
+            await sender.send(transfer_call(chain, "USDC", deployer, 5), over)
+        with pytest.raises(FeeTooHigh, match="refusing to sign"):
+            await sender.sign_bundle([(transfer_call(chain, "USDC", deployer, 5), 60_000)], over)
+    assert journal.open_transactions(sender.address) == []  # nothing was signed
+    assert journal.highest_nonce(sender.address) is None
+    # a market under the cap: the max fee is clamped to it, the tip is kept
+    roomy = settings_for(chain, max_fee_gwei=1_500)
+    async with RpcClient([chain.url], chain_id=31337) as rpc:
+        fees = await suggest_fees(rpc, roomy.execution)
+    assert fees.max_priority_fee >= 1000 * GWEI
+    assert fees.max_fee == min(2 * fees.base_fee + fees.max_priority_fee, 1_500 * GWEI)
+
+
 async def test_a_nonce_used_by_someone_else_is_noticed(chain: Chain, journal: Journal) -> None:
     settings = settings_for(chain)
     keeper = chain.manifest["keeper"]["address"]
