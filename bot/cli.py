@@ -118,7 +118,7 @@ def _deploy_executor(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from bot.execution.signer import load_signer
     from bot.journal import Journal
-    from bot.keeper import Keeper, choose_mode
+    from bot.keeper import Keeper, choose_mode, finish_within
     from bot.metrics import Metrics, MetricsServer
     from bot.settings import load_settings
 
@@ -149,9 +149,12 @@ def _run(args: argparse.Namespace) -> int:
         try:
             async with Keeper(settings, mode, journal, metrics, signer) as keeper:
                 task = asyncio.create_task(keeper.run(stop, args.max_cycles))
-                done = await task
+                done = await finish_within(task, stop, keeper_settings.shutdown_timeout_seconds)
         finally:
             await server.stop()
+        if done is None:
+            print("stopped mid-cycle after keeper.shutdown_timeout_seconds", flush=True)
+            return 1
         print(f"stopped after {done} cycles", flush=True)
         return 0
 

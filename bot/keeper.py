@@ -67,6 +67,33 @@ def choose_mode(settings: Settings, signer: Signer | None, requested: Mode | Non
     return mode
 
 
+async def finish_within(
+    task: asyncio.Task[int], stop: asyncio.Event, grace_seconds: float
+) -> int | None:
+    """The keeper's cycle count; once `stop` is set, the cycle in flight gets `grace_seconds`.
+
+    Past that it is cancelled: whatever it signed is in the journal, and the next start settles
+    it (crash recovery), so cutting it short never sends twice. None when it was cut short.
+    """
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await asyncio.wait({task}, timeout=grace_seconds)
+        if task.done():
+            return task.result()
+        log.warning(
+            "the cycle in flight did not finish within keeper.shutdown_timeout_seconds "
+            "(%gs): stopping it; the next start settles what it sent",
+            grace_seconds,
+        )
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+    finally:
+        stopping.cancel()
+
+
 class Keeper:
     def __init__(
         self,
