@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.errors import ConfigError, RebalancerError
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 EXAMPLES = """\
 examples:
@@ -22,6 +28,32 @@ examples:
   rebalancer backtest --config config/local.toml --sweep   # history, stress windows, report
   rebalancer demo                          # fixture chain + the bot against it
 """
+
+
+def _journal_path(args: argparse.Namespace, settings: Settings | None = None) -> Path:
+    """--journal if given, else the config's keeper.journal, relative to the config file."""
+    if getattr(args, "journal", None):
+        return Path(args.journal)
+    if getattr(args, "config", None) is None:
+        raise ConfigError(
+            "which journal? pass --config FILE (its keeper.journal) or --journal FILE"
+        )
+    if settings is None:
+        from bot.settings import load_settings
+
+        settings = load_settings(args.config)
+    configured = settings.keeper.journal
+    return configured if configured.is_absolute() else Path(args.config).parent / configured
+
+
+def _existing_journal(args: argparse.Namespace, settings: Settings | None = None) -> Path:
+    """A journal to read or amend: it must exist, never an empty one created by mistake."""
+    path = _journal_path(args, settings)
+    if not path.is_file():
+        raise ConfigError(
+            f"no journal at {path}: pass the keeper's --config, or --journal with its path"
+        )
+    return path
 
 
 def _chain_build(args: argparse.Namespace) -> int:
@@ -81,9 +113,11 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _deploy_executor(args: argparse.Namespace) -> int:
+    import contextlib
+
     from bot.chain.rpc import RpcClient
     from bot.execution.deploy import deploy_executor
-    from bot.execution.sender import Sender
+    from bot.execution.sender import Sender, private_client
     from bot.execution.signer import load_signer
     from bot.journal import Journal
     from bot.settings import load_settings
@@ -97,10 +131,22 @@ def _deploy_executor(args: argparse.Namespace) -> int:
         )
 
     async def run() -> str:
-        journal = Journal(args.journal)
+        journal = Journal(_journal_path(args, settings))
         try:
-            async with RpcClient(settings.chain.rpc_urls, chain_id=settings.chain.chain_id) as rpc:
-                sender = Sender(rpc, signer, journal, settings.execution, settings.chain.chain_id)
+            journal.hold_exclusively()  # its nonces must not race a running keeper's
+            async with (
+                RpcClient(settings.chain.rpc_urls, chain_id=settings.chain.chain_id) as rpc,
+                # with execution.private_rpc_url, the deployment goes there only, like trades
+                private_client(settings) or contextlib.nullcontext() as private_rpc,
+            ):
+                sender = Sender(
+                    rpc,
+                    signer,
+                    journal,
+                    settings.execution,
+                    settings.chain.chain_id,
+                    private_rpc=private_rpc,
+                )
                 return await deploy_executor(sender, settings)
         finally:
             journal.close()
@@ -116,9 +162,12 @@ def _deploy_executor(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
     from bot.execution.signer import load_signer
     from bot.journal import Journal
-    from bot.keeper import Keeper, choose_mode, finish_within
+    from bot.keeper import CycleResult, Keeper, choose_mode, finish_within
     from bot.metrics import Metrics, MetricsServer
     from bot.settings import load_settings
 
@@ -126,8 +175,14 @@ def _run(args: argparse.Namespace) -> int:
     signer = load_signer(settings.signer)
     mode = choose_mode(settings, signer, args.mode)
     keeper_settings = settings.keeper
-    journal = Journal(args.journal or keeper_settings.journal)
+    journal = Journal(_journal_path(args, settings))
     metrics = Metrics()
+    # --json: stdout carries one JSON object per cycle and nothing else; the rest goes to stderr
+    say = sys.stderr if args.json else sys.stdout
+
+    def report(result: CycleResult) -> None:
+        if args.json:
+            print(json.dumps({"mode": mode, **asdict(result)}), flush=True)
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -141,21 +196,29 @@ def _run(args: argparse.Namespace) -> int:
             args.metrics_port if args.metrics_port is not None else keeper_settings.metrics_port,
             keeper_settings.healthz_max_age_seconds,
         )
-        await server.start()
+        try:
+            await server.start()
+        except OSError as err:  # the port is taken, or not ours to bind
+            raise ConfigError(
+                f"the metrics server cannot listen on {server.host}:{server.port} "
+                f"({err.strerror or err}): set keeper.metrics_port or --metrics-port to a free "
+                "port (0 picks one)"
+            ) from None
         print(
             f"keeper running in {mode} mode; metrics on http://{server.host}:{server.port}/metrics",
+            file=say,
             flush=True,
         )
         try:
             async with Keeper(settings, mode, journal, metrics, signer) as keeper:
-                task = asyncio.create_task(keeper.run(stop, args.max_cycles))
+                task = asyncio.create_task(keeper.run(stop, args.max_cycles, report))
                 done = await finish_within(task, stop, keeper_settings.shutdown_timeout_seconds)
         finally:
             await server.stop()
         if done is None:
-            print("stopped mid-cycle after keeper.shutdown_timeout_seconds", flush=True)
+            print("stopped mid-cycle after keeper.shutdown_timeout_seconds", file=say, flush=True)
             return 1
-        print(f"stopped after {done} cycles", flush=True)
+        print(f"stopped after {done} cycles", file=say, flush=True)
         return 0
 
     try:
@@ -170,7 +233,9 @@ def _history(args: argparse.Namespace) -> int:
 
     from bot.journal import Journal
 
-    journal = Journal(args.journal)
+    if args.csv and not Path(args.csv).resolve().parent.is_dir():
+        raise ConfigError(f"cannot write {args.csv}: its folder does not exist")
+    journal = Journal(_existing_journal(args))
     try:
         rows = journal.rebalances(args.limit)
     finally:
@@ -215,7 +280,7 @@ def _history(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from bot.journal import Journal
 
-    journal = Journal(args.journal)
+    journal = Journal(_existing_journal(args))
     try:
         reason = journal.get_state("halted")
         if reason is None:
@@ -239,7 +304,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     from bot.status import read_and_value
 
     settings = load_settings(args.config, rpc_url=args.rpc_url)
-    journal = Journal(args.journal or settings.keeper.journal)
+    journal = Journal(_existing_journal(args, settings))
     try:
         raw = journal.get_state("expected_holdings")
     finally:
@@ -349,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="-v: what the keeper does; -vv: debug"
     )
+    parser.add_argument("--version", action="version", version=f"rebalancer {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     chain = commands.add_parser("chain", help="local fixture chains on anvil")
@@ -422,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.set_defaults(handler=_backtest)
 
     history = commands.add_parser("history", help="the rebalances in the journal")
-    history.add_argument("--journal", default="rebalancer-journal.sqlite")
+    _journal_args(history)
     history.add_argument("--json", action="store_true")
     history.add_argument("--csv", help="write a CSV file")
     history.add_argument("--limit", type=int)
@@ -436,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.set_defaults(handler=_reconcile)
 
     resume = commands.add_parser("resume", help="clear a halt of the circuit breaker")
-    resume.add_argument("--journal", default="rebalancer-journal.sqlite")
+    _journal_args(resume)
     resume.set_defaults(handler=_resume)
 
     config = commands.add_parser("config", help="check a config file, or print its JSON Schema")
@@ -452,9 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument("--config", required=True, help="settings TOML (see config/)")
     deploy.add_argument("--rpc-url", help="overrides chain.rpc_urls (also REBALANCER_RPC_URL)")
-    deploy.add_argument(
-        "--journal", default="rebalancer-journal.sqlite", help="transaction journal"
-    )
+    deploy.add_argument("--journal", help="SQLite journal (default: keeper.journal)")
     deploy.set_defaults(handler=_deploy_executor)
 
     demo = commands.add_parser(
@@ -466,6 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--metrics-port", type=int, default=0, help="0 picks a free port")
     demo.set_defaults(handler=_demo)
     return parser
+
+
+def _journal_args(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--config", help="the keeper's settings TOML: its keeper.journal is used")
+    sub.add_argument("--journal", help="SQLite journal (overrides the config's keeper.journal)")
 
 
 def _config_args(sub: argparse.ArgumentParser) -> None:
@@ -487,6 +556,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `rebalancer history --json | head`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("defi-rebalancer")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 if __name__ == "__main__":

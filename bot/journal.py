@@ -6,16 +6,18 @@ is sent, with its raw bytes, so a restart can find out on chain what happened to
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
-from bot.errors import Halt
+from bot.errors import ConfigError, Halt
 
 TxStatus = Literal[
     "signed", "sent", "mined", "replaced", "dropped", "failed", "cancelled", "reorged"
@@ -51,7 +53,7 @@ CREATE TABLE IF NOT EXISTS cycles (
     time REAL NOT NULL,
     block INTEGER,
     mode TEXT NOT NULL,
-    status TEXT NOT NULL,          -- ok | rebalanced | skipped | failed | halted
+    status TEXT NOT NULL,          -- running | rebalanced | skipped | failed | halted
     reason TEXT,
     value REAL,
     weights TEXT,                  -- JSON: unit -> weight
@@ -118,6 +120,7 @@ class TxRecord:
 class Journal:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self._lock: IO[str] | None = None
         try:
             self._db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -130,7 +133,37 @@ class Journal:
             ) from None
 
     def close(self) -> None:
+        self.release()
         self._db.close()
+
+    def hold_exclusively(self) -> None:
+        """One keeper per journal: an advisory lock on `<journal>.lock`, held until `release`.
+
+        The kernel drops it when the process dies, kill -9 included, so no stale lock is left.
+        Readers (`history`, `reconcile`, `resume`) never take it: SQLite's WAL lets them in.
+        """
+        if self._lock is not None:
+            return
+        handle = open(self.path.with_name(self.path.name + ".lock"), "a+")  # noqa: SIM115 (held)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ConfigError(
+                f"journal {self.path} is in use by another keeper ({holder}): one keeper per "
+                "journal; stop that one, or give this one its own keeper.journal"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the descriptor releases the flock
+            self._lock = None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -248,23 +281,32 @@ class Journal:
             )
 
     # --- the audit log ----------------------------------------------------------------------------
+    def start_cycle(self, mode: str) -> int:
+        """A cycle's row, written as it starts so its rebalance can point at it. A row left
+        `running` is a cycle a crash cut short."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO cycles (time, mode, status) VALUES (?, ?, 'running')",
+                (time.time(), mode),
+            )
+            return int(cursor.lastrowid or 0)
+
     def record_cycle(
         self,
-        mode: str,
+        cycle_id: int,
         status: str,
         reason: str | None,
         block: int | None,
         value: float | None,
         weights: dict[str, float] | None,
         duration: float,
-    ) -> int:
+    ) -> None:
         with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO cycles (time, block, mode, status, reason, value, weights, duration) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), block, mode, status, reason, value, json.dumps(weights), duration),
+            db.execute(
+                "UPDATE cycles SET block = ?, status = ?, reason = ?, value = ?, weights = ?, "
+                "duration = ? WHERE id = ?",
+                (block, status, reason, value, json.dumps(weights), duration, cycle_id),
             )
-            return int(cursor.lastrowid or 0)
 
     def record_rebalance(self, **row: Any) -> int:
         columns = ", ".join(row)

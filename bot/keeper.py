@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -29,7 +30,7 @@ from bot.execution.fees import Fees, FeeTooHigh, suggest_fees
 from bot.execution.reconcile import expected_changes, holdings, reconcile
 from bot.execution.relay import BundleRelay
 from bot.execution.run import execute_plan, execute_plan_as_bundle, plan_calls
-from bot.execution.sender import Sender
+from bot.execution.sender import Sender, private_client
 from bot.execution.signer import Signer
 from bot.journal import Journal
 from bot.metrics import Metrics
@@ -113,20 +114,27 @@ class Keeper:
         self.sender: Sender | None = None
         self.private_rpc: RpcClient | None = None
         self.pairs: dict[str, str] = {}
+        self.cycle_id = 0  # the journal's row for the cycle in progress
 
     async def __aenter__(self) -> Keeper:
+        self.journal.hold_exclusively()  # before anything can be sent or recorded
+        try:
+            return await self._open()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+
+    async def _open(self) -> Keeper:
         self.rpc = await rpc_client(self.settings).__aenter__()
         self.metrics.watch_rpc(self.rpc.stats)
         self.reader = await SnapshotReader.connect(self.rpc, self.settings)
         self.pairs = {pool.key: pool.address for pool in self.reader.pools}
         if self.mode == "live":
             assert self.signer is not None
-            private_url = self.settings.execution.private_rpc_url
-            if private_url:
+            private = private_client(self.settings)
+            if private is not None:
                 # transactions go only here (unless private_fallback_to_public): never the mempool
-                self.private_rpc = await RpcClient(
-                    [private_url], chain_id=self.settings.chain.chain_id
-                ).__aenter__()
+                self.private_rpc = await private.__aenter__()
             self.sender = Sender(
                 self.rpc,
                 self.signer,
@@ -140,10 +148,13 @@ class Keeper:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.private_rpc is not None:
-            await self.private_rpc.__aexit__(None, None, None)
-        if self.rpc is not None:
-            await self.rpc.__aexit__(None, None, None)
+        try:
+            if self.private_rpc is not None:
+                await self.private_rpc.__aexit__(None, None, None)
+            if self.rpc is not None:
+                await self.rpc.__aexit__(None, None, None)
+        finally:
+            self.journal.release()
 
     async def recover(self) -> None:
         """After a crash: settle every transaction the journal has as signed or sent.
@@ -249,7 +260,12 @@ class Keeper:
         self.journal.set_state("strategy_state", json.dumps(data))
 
     # --- the loop -----------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event, max_cycles: int | None = None) -> int:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        max_cycles: int | None = None,
+        on_cycle: Callable[[CycleResult], None] | None = None,
+    ) -> int:
         """Cycles until `stop` is set or `max_cycles` ran; returns how many ran."""
         assert self.rpc is not None
         cycles = 0
@@ -260,6 +276,8 @@ class Keeper:
                 if stop.is_set():
                     break
             result = await self.cycle()
+            if on_cycle is not None:
+                on_cycle(result)
             last_block = result.block if result.block is not None else last_block
             cycles += 1
         return cycles
@@ -285,10 +303,11 @@ class Keeper:
 
     async def cycle(self) -> CycleResult:
         started = time.monotonic()
+        self.cycle_id = self.journal.start_cycle(self.mode)
         halted = self.halted_reason()
         if halted:
             self.metrics.halted.set(1)
-            self.journal.record_cycle(self.mode, "halted", halted, None, None, None, 0.0)
+            self.journal.record_cycle(self.cycle_id, "halted", halted, None, None, None, 0.0)
             return CycleResult("halted", halted, None, 0.0)
         try:
             async with asyncio.timeout(self.settings.keeper.cycle_deadline_seconds):
@@ -326,9 +345,8 @@ class Keeper:
         duration = time.monotonic() - started
         weights = {u.unit: u.weight for u in view.units} if view else None
         block = view.block_number if view else None
-        self.journal.record_cycle(
-            self.mode, status, reason, block, view.total_value if view else None, weights, duration
-        )
+        value = view.total_value if view else None
+        self.journal.record_cycle(self.cycle_id, status, reason, block, value, weights, duration)
         if skip:
             self.metrics.skipped.labels(skip).inc()
         if status == "failed":
@@ -422,7 +440,7 @@ class Keeper:
     ) -> int:
         decision = evaluation.decision
         base = {
-            "cycle_id": 0,
+            "cycle_id": self.cycle_id,
             "time": time.time(),
             "block": snapshot.block_number,
             "mode": self.mode,

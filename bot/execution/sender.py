@@ -21,13 +21,13 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
-from bot.chain.rpc import RpcClient, RpcError
+from bot.chain.rpc import RetryPolicy, RpcClient, RpcError
 from bot.errors import Halt, SkipCycle, TemporaryError
 from bot.execution.calls import Call
 from bot.execution.fees import GWEI, Fees, assert_signable
 from bot.execution.signer import Signer
 from bot.journal import Journal
-from bot.settings import ExecutionSettings
+from bot.settings import ExecutionSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,31 @@ class Mined:
     replaced: int  # how many times it was replaced before this one mined
     rebroadcasts: int
     contract_address: str | None = None
+
+
+def private_client(settings: Settings) -> RpcClient | None:
+    """The client for `execution.private_rpc_url`, not yet opened; None when none is set.
+
+    Every path that builds a Sender (the keeper, `deploy-executor`) takes its private endpoint
+    from here, so none of them can forget it. The client is opened like any RpcClient (`async
+    with`) and connects only on the first send: an endpoint that is down at startup stops
+    nothing until a transaction has to go out, and then that transaction is not sent publicly
+    (unless `execution.private_fallback_to_public`).
+    """
+    url = settings.execution.private_rpc_url
+    if not url:
+        return None
+    retry = settings.chain.retry
+    return RpcClient(
+        [url],
+        chain_id=settings.chain.chain_id,
+        retry=RetryPolicy(
+            attempts=retry.attempts,
+            backoff_seconds=retry.backoff_seconds,
+            backoff_multiplier=retry.backoff_multiplier,
+            timeout_seconds=retry.timeout_seconds,
+        ),
+    )
 
 
 class Sender:
