@@ -168,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
     from bot.execution.signer import load_signer
     from bot.journal import Journal
     from bot.keeper import CycleResult, Keeper, choose_mode, finish_within
-    from bot.metrics import Metrics, MetricsServer
+    from bot.metrics import Metrics, MetricsServer, raise_fd_limit
     from bot.settings import load_settings
 
     settings = load_settings(args.config, rpc_url=args.rpc_url)
@@ -195,7 +195,10 @@ def _run(args: argparse.Namespace) -> int:
             keeper_settings.metrics_host,
             args.metrics_port if args.metrics_port is not None else keeper_settings.metrics_port,
             keeper_settings.healthz_max_age_seconds,
+            max_connections=keeper_settings.metrics_max_connections,
+            read_timeout=keeper_settings.metrics_read_timeout_seconds,
         )
+        raise_fd_limit()  # a soft limit of 1024 is common when started by hand
         try:
             await server.start()
         except OSError as err:  # the port is taken, or not ours to bind
@@ -362,21 +365,48 @@ def _config_schema(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from datetime import date
+    import json as json_module
     from pathlib import Path
 
-    from bot.backtest.runner import backtest
+    from bot.backtest.runner import backtest, parse_period
     from bot.paths import prices_csv
     from bot.prices import load_prices
     from bot.settings import load_settings
 
+    start, end = parse_period(args.start, args.end)
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: must be at least 1")
     settings = load_settings(args.config)
     table = load_prices(Path(args.prices) if args.prices else prices_csv())
-    start = date.fromisoformat(args.start) if args.start else None
-    end = date.fromisoformat(args.end) if args.end else None
+    out = Path(args.out)
     report = backtest(
-        settings, table, start, end, Path(args.out), with_sweep=args.sweep, workers=args.workers
+        settings,
+        table,
+        start,
+        end,
+        out,
+        with_sweep=args.sweep or args.cluster is not None,  # --cluster implies --sweep
+        workers=args.workers,
+        cluster=args.cluster,
     )
+    sweep_report = report.get("sweep")
+    if args.json:
+        summary: dict[str, object] = {
+            "results": report["results"],
+            "stress_windows": report["stress_windows"],
+            "sweep": None,
+            "report": {
+                "folder": str(out),
+                "html": str(out / "index.html"),
+                "json": str(out / "report.json"),
+            },
+        }
+        if sweep_report is not None:
+            summary["sweep"] = {
+                key: value for key, value in sweep_report.items() if key != "configurations"
+            } | {"configurations_run": len(sweep_report["configurations"])}
+        print(json_module.dumps(summary, indent=2, allow_nan=False, default=str))
+        return 0
     columns = ("final value", "return", "vol", "max dd", "TE", "rebal.", "costs")
     widths = (14, 9, 7, 7, 7, 7, 10)
     print(f"{'':<28} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
@@ -387,13 +417,26 @@ def _backtest(args: argparse.Namespace) -> int:
             f"{r['volatility']:>7.1%} {r['max_drawdown']:>7.1%} {r['tracking_error']:>7.2%} "
             f"{r['rebalances']:>7} {costs:>10,.0f}"
         )
-    ratio = report.get("sweep", {}).get("stress_to_calm_event_ratio")
-    if ratio and ratio["median"] is not None:
-        print(
-            f"sweep: stress windows bring {ratio['median']:.2f}x the rebalancing events "
-            "of calm periods (median)"
+    if sweep_report is not None:
+        ran_on = sweep_report["ran_on"]
+        where = (
+            f"as {ran_on['tasks']} tasks on the Dask cluster at {ran_on['scheduler']} "
+            f"({ran_on['workers']} workers)"
+            if ran_on["kind"] == "dask"
+            else f"in {ran_on['workers']} local processes"
+            if ran_on["kind"] == "local processes"
+            else "in this process"
         )
-    print(f"report: {Path(args.out) / 'index.html'}")
+        print(f"sweep: {len(sweep_report['configurations'])} configurations {where}")
+        ratio = sweep_report["stress_to_calm_event_ratio"]
+        if ratio["median"] is not None:
+            print(
+                f"sweep: stress windows bring {ratio['median']:.2f}x the rebalancing events "
+                "of calm periods (median)"
+            )
+        else:
+            print(f"sweep: stress-to-calm ratio of rebalancing events n/a ({ratio['note']})")
+    print(f"report: {out / 'index.html'}")
     return 0
 
 
@@ -468,19 +511,44 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sub.set_defaults(handler=_run, mode=mode)
 
-    bt = commands.add_parser("backtest", help="the strategy on historical prices, with a report")
+    bt = commands.add_parser(
+        "backtest",
+        help="the strategy on historical prices, with a report",
+        description="The configured strategy, buy-and-hold and a calendar rebalance replayed\n"
+        "on daily prices, with an optional parameter sweep, written to a report folder.",
+        epilog="""\
+examples:
+  rebalancer backtest --config config/local.toml          # the whole dataset
+  rebalancer backtest --config config/local.toml --from 2020-02-01 --to 2020-04-30 \\
+      --sweep --workers 4 --out march-2020                 # one stress window, swept
+  rebalancer backtest --config config/local.toml --cluster tcp://10.0.0.5:8786
+                                                           # the sweep on a Dask cluster
+  rebalancer backtest --config config/local.toml --prices my-prices.csv --json > summary.json
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     bt.add_argument("--config", required=True, help="settings TOML (see config/)")
     bt.add_argument(
-        "--prices", help="CSV of date and one column per asset (default: data/prices_daily.csv)"
+        "--prices",
+        help="CSV of date and one column per asset, UTF-8 (default: data/prices_daily.csv)",
     )
-    bt.add_argument("--from", dest="start", help="first date, YYYY-MM-DD")
-    bt.add_argument("--to", dest="end", help="last date, YYYY-MM-DD")
+    bt.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first date")
+    bt.add_argument("--to", dest="end", metavar="YYYY-MM-DD", help="last date")
     bt.add_argument(
         "--sweep", action="store_true", help="also sweep bands, intervals, band types, partials"
     )
     bt.add_argument("--workers", type=int, default=1, help="local processes for the sweep")
     bt.add_argument(
-        "--cluster", help="a Dask scheduler address (tcp://host:8786) to run the sweep on"
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the sweep on the Dask scheduler at ADDRESS (tcp://host:8786) and its workers, "
+        "which must have this package installed; implies --sweep. An unreachable scheduler is "
+        "an error (exit 2), never a silent local run",
+    )
+    bt.add_argument(
+        "--json",
+        action="store_true",
+        help="print the results, the sweep summary and the report's paths as JSON, nothing else",
     )
     bt.add_argument(
         "--out", default="backtest-report", help="report folder (default: backtest-report)"

@@ -41,10 +41,26 @@ CREATE TABLE IF NOT EXISTS transactions (
     block_hash TEXT,
     gas_used INTEGER,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    rebalance_id INTEGER,                 -- the rebalance it belongs to, if any
+    covers TEXT NOT NULL DEFAULT '[]'     -- JSON: the plan's action indexes it carries out
 );
 CREATE INDEX IF NOT EXISTS transactions_sender_nonce ON transactions (sender, nonce);
 """
+# Columns added after the first release: journals created before get them on open.
+MIGRATIONS = {
+    "transactions": {
+        "rebalance_id": "INTEGER",
+        "covers": "TEXT NOT NULL DEFAULT '[]'",
+    },
+    "rebalances": {"prices": "TEXT", "checks": "TEXT", "loss": "REAL"},
+}
+TX_COLUMNS = (
+    "tx_hash, sender, nonce, raw, status, what, max_fee, max_priority_fee, private, replaces, "
+    "sent_block, mined_block, block_hash, unsigned, rebalance_id, covers"
+)
+# A rebalance's status once all its transactions are final; anything else is still open.
+FINAL_REBALANCE = ("executed", "partial", "shortfall", "failed", "not_sent")
 
 
 AUDIT_SCHEMA = """
@@ -65,7 +81,8 @@ CREATE TABLE IF NOT EXISTS rebalances (
     time REAL NOT NULL,
     block INTEGER NOT NULL,
     mode TEXT NOT NULL,
-    status TEXT NOT NULL,          -- executed | simulated | paper | failed
+    status TEXT NOT NULL,          -- started | executed | partial | shortfall | failed
+                                   -- | not_sent | waiting_gas | simulated | paper
     reason TEXT NOT NULL,
     pre_weights TEXT NOT NULL,     -- JSON
     post_weights TEXT NOT NULL,    -- JSON: expected after the plan
@@ -82,7 +99,10 @@ CREATE TABLE IF NOT EXISTS rebalances (
     gas_used INTEGER,
     gas_cost_wei TEXT,
     realized_gain REAL,
-    tx_hashes TEXT                 -- JSON list
+    tx_hashes TEXT,                -- JSON list
+    prices TEXT,                   -- JSON: token -> numeraire price the plan was valued at
+    checks TEXT,                   -- JSON: post-trade verification, action by action
+    loss REAL                      -- charged to the daily loss cap: costs, shortfall, gas
 );
 CREATE TABLE IF NOT EXISTS lots (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -115,6 +135,8 @@ class TxRecord:
     mined_block: int | None
     block_hash: str | None
     unsigned: dict[str, Any]
+    rebalance_id: int | None = None
+    covers: tuple[int, ...] = ()  # indexes of the plan's actions this transaction carries out
 
 
 class Journal:
@@ -127,10 +149,18 @@ class Journal:
             self._db.execute("PRAGMA synchronous=FULL")  # a record must survive a crash
             self._db.executescript(SCHEMA)
             self._db.executescript(AUDIT_SCHEMA)
+            self._migrate()
         except sqlite3.Error as err:
             raise Halt(
                 f"journal {self.path} cannot be opened ({err}): no trade without a record"
             ) from None
+
+    def _migrate(self) -> None:
+        for table, columns in MIGRATIONS.items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.release()
@@ -194,6 +224,8 @@ class Journal:
         private: bool,
         replaces: str | None = None,
         unsigned: dict[str, Any] | None = None,
+        rebalance_id: int | None = None,
+        covers: tuple[int, ...] = (),
     ) -> None:
         now = time.time()
         with self._write() as db:
@@ -201,9 +233,10 @@ class Journal:
             # the same hash: allowed again only if its earlier copy never went anywhere.
             cursor = db.execute(
                 "INSERT INTO transactions (tx_hash, sender, nonce, raw, unsigned, status, what, "
-                "max_fee, max_priority_fee, private, replaces, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, 'signed', ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(tx_hash) DO UPDATE SET status = 'signed', updated = excluded.updated "
+                "max_fee, max_priority_fee, private, replaces, created, updated, rebalance_id, "
+                "covers) VALUES (?, ?, ?, ?, ?, 'signed', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(tx_hash) DO UPDATE SET status = 'signed', updated = excluded.updated, "
+                "rebalance_id = excluded.rebalance_id, covers = excluded.covers "
                 "WHERE transactions.status IN ('dropped', 'failed')",
                 (
                     tx_hash,
@@ -218,6 +251,8 @@ class Journal:
                     replaces,
                     now,
                     now,
+                    rebalance_id,
+                    json.dumps(list(covers)),
                 ),
             )
             if cursor.rowcount == 0:
@@ -231,33 +266,36 @@ class Journal:
                 (status, time.time(), *fields.values(), tx_hash),
             )
 
+    def _transactions(self, where: str, *params: Any) -> list[TxRecord]:
+        rows = self._db.execute(
+            f"SELECT {TX_COLUMNS} FROM transactions WHERE {where}",  # noqa: S608 (our clauses)
+            params,
+        ).fetchall()
+        return [_record(row) for row in rows]
+
     def get(self, tx_hash: str) -> TxRecord | None:
-        row = self._db.execute(
-            "SELECT tx_hash, sender, nonce, raw, status, what, max_fee, max_priority_fee, private, "
-            "replaces, sent_block, mined_block, block_hash, unsigned FROM transactions "
-            "WHERE tx_hash = ?",
-            (tx_hash,),
-        ).fetchone()
-        return _record(row) if row else None
+        found = self._transactions("tx_hash = ?", tx_hash)
+        return found[0] if found else None
 
     def open_transactions(self, sender: str) -> list[TxRecord]:
         """Signed or sent, not yet final: what a restart must look up on chain."""
-        rows = self._db.execute(
-            "SELECT tx_hash, sender, nonce, raw, status, what, max_fee, max_priority_fee, private, "
-            "replaces, sent_block, mined_block, block_hash, unsigned FROM transactions "
-            "WHERE sender = ? AND status IN ('signed', 'sent') ORDER BY nonce, created",
-            (sender,),
-        ).fetchall()
-        return [_record(row) for row in rows]
+        return self._transactions(
+            "sender = ? AND status IN ('signed', 'sent') ORDER BY nonce, created", sender
+        )
 
     def by_nonce(self, sender: str, nonce: int) -> list[TxRecord]:
-        rows = self._db.execute(
-            "SELECT tx_hash, sender, nonce, raw, status, what, max_fee, max_priority_fee, private, "
-            "replaces, sent_block, mined_block, block_hash, unsigned FROM transactions "
-            "WHERE sender = ? AND nonce = ? ORDER BY created",
-            (sender, nonce),
-        ).fetchall()
-        return [_record(row) for row in rows]
+        return self._transactions("sender = ? AND nonce = ? ORDER BY created", sender, nonce)
+
+    def transactions_of(self, rebalance_id: int) -> list[TxRecord]:
+        return self._transactions("rebalance_id = ? ORDER BY nonce, created", rebalance_id)
+
+    def unsettled_rebalances(self) -> list[dict[str, Any]]:
+        """Live rebalances whose outcome is not recorded yet (cut short, or still in flight)."""
+        cursor = self._db.execute(
+            "SELECT id FROM rebalances WHERE mode = 'live' AND status = 'started' ORDER BY id"
+        )
+        ids = {row[0] for row in cursor.fetchall()}
+        return [row for row in self.rebalances() if row["id"] in ids][::-1]
 
     def highest_nonce(self, sender: str) -> int | None:
         row = self._db.execute(
@@ -344,6 +382,8 @@ class Journal:
                 "quoted",
                 "realized",
                 "tx_hashes",
+                "prices",
+                "checks",
             ):
                 if item.get(key):
                     item[key] = json.loads(item[key])
@@ -399,6 +439,8 @@ def _record(row: Any) -> TxRecord:
         mined,
         block,
         unsigned,
+        rebalance_id,
+        covers,
     ) = row
     return TxRecord(
         tx_hash=tx_hash,
@@ -415,4 +457,6 @@ def _record(row: Any) -> TxRecord:
         mined_block=mined,
         block_hash=block,
         unsigned=json.loads(unsigned),
+        rebalance_id=rebalance_id,
+        covers=tuple(json.loads(covers)),
     )

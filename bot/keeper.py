@@ -16,25 +16,35 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
-from bot.chain.anvil import AnvilProcess, fork_of
+from bot.chain.anvil import FORK_FAILURES, AnvilProcess, fork_failure, fork_of
 from bot.chain.reader import SnapshotReader
-from bot.chain.rpc import RpcClient
+from bot.chain.rpc import RpcClient, out_of_descriptors
 from bot.decide import Evaluation, evaluate
-from bot.errors import Halt, RebalancerError, SkipCycle
+from bot.errors import DataError, Halt, RebalancerError, SkipCycle
 from bot.execution.calls import approve_data
 from bot.execution.fees import Fees, FeeTooHigh, suggest_fees
-from bot.execution.reconcile import expected_changes, holdings, reconcile
+from bot.execution.reconcile import action_changes, expected_changes, holdings, reconcile
 from bot.execution.relay import BundleRelay
 from bot.execution.run import execute_plan, execute_plan_as_bundle, plan_calls
 from bot.execution.sender import Sender, private_client
+from bot.execution.settle import (
+    Check,
+    Settlement,
+    Step,
+    executed_costs,
+    executed_share,
+    settle,
+    shortfall_value,
+    transfer_flows,
+)
 from bot.execution.signer import Signer
 from bot.journal import Journal
 from bot.metrics import Metrics
-from bot.planner import Plan, Swap
+from bot.planner import Action, AddLiquidity, Plan, RemoveLiquidity, Swap
 from bot.portfolio import Valuation, value_portfolio
 from bot.settings import Settings
 from bot.status import rpc_client
@@ -54,6 +64,7 @@ class CycleResult:
     block: int | None
     duration: float
     rebalance_id: int | None = None
+    skip: str | None = None  # why it skipped: "dataerror", "inside_band", ...
 
 
 def choose_mode(settings: Settings, signer: Signer | None, requested: Mode | None) -> Mode:
@@ -115,6 +126,7 @@ class Keeper:
         self.private_rpc: RpcClient | None = None
         self.pairs: dict[str, str] = {}
         self.cycle_id = 0  # the journal's row for the cycle in progress
+        self.data_skips = 0  # cycles in a row skipped on a data error
 
     async def __aenter__(self) -> Keeper:
         self.journal.hold_exclusively()  # before anything can be sent or recorded
@@ -144,6 +156,7 @@ class Keeper:
                 private_rpc=self.private_rpc,
             )
             await self.recover()
+            await self._settle_unfinished()
         self.metrics.halted.set(1 if self.halted_reason() else 0)
         return self
 
@@ -312,13 +325,25 @@ class Keeper:
         try:
             async with asyncio.timeout(self.settings.keeper.cycle_deadline_seconds):
                 result = await self._cycle(started)
+        except DataError as err:
+            result = self._finish(started, "skipped", str(err), None, "dataerror")
+            self._count_data_skip(str(err))
         except SkipCycle as err:
             result = self._finish(started, "skipped", str(err), None, type(err).__name__.lower())
         except Halt as err:
             self.halt(str(err))
             result = self._finish(started, "failed", str(err), None, None)
         except (RebalancerError, TimeoutError, OSError) as err:
+            if out_of_descriptors(err):
+                # This host is out of file descriptors: no endpoint's fault and no reason to halt.
+                # Skipped, with the failure count and the last success left as they were.
+                log.warning("cycle skipped: out of file descriptors (%s)", err)
+                result = self._finish(started, "skipped", str(err), None, "out_of_descriptors")
+                self.metrics.cycle_duration.observe(result.duration)
+                return result
             result = self._finish(started, "failed", f"{type(err).__name__}: {err}", None, None)
+        if result.skip != "dataerror":
+            self._count_data_skip(None)
         if result.status == "failed":
             failures = int(self.journal.get_state("consecutive_failures", "0") or 0) + 1
             self.journal.set_state("consecutive_failures", str(failures))
@@ -332,6 +357,20 @@ class Keeper:
             self.metrics.last_success.set(time.time())
         self.metrics.cycle_duration.observe(result.duration)
         return result
+
+    def _count_data_skip(self, reason: str | None) -> None:
+        """Consecutive cycles that could not trust what they read: past the limit the keeper is
+        blind, and says so on /healthz and in rebalancer_blind, while it keeps trying."""
+        skips = 0 if reason is None else self.data_skips + 1
+        self.data_skips = skips
+        self.metrics.data_skips.set(skips)
+        blind = skips >= self.settings.keeper.max_consecutive_skips
+        if blind and not self.metrics.blind._value.get():
+            log.error("%d cycles in a row skipped on data errors; the last: %s", skips, reason)
+        self.metrics.blind.set(1 if blind else 0)
+        self.metrics.blind_reason = (
+            f"{skips} cycles in a row skipped on data errors; the last: {reason}" if blind else ""
+        )
 
     def _finish(
         self,
@@ -351,10 +390,12 @@ class Keeper:
             self.metrics.skipped.labels(skip).inc()
         if status == "failed":
             log.warning("cycle failed: %s", reason)
-        return CycleResult(status, reason, block, duration, rebalance_id)
+        return CycleResult(status, reason, block, duration, rebalance_id, skip)
 
     async def _cycle(self, started: float) -> CycleResult:
         assert self.reader is not None
+        if self.mode == "live":
+            await self._settle_unfinished()  # a rebalance an error left in flight, once final
         snapshot = await self.reader.snapshot()
         if self.mode == "paper":
             snapshot = self._paper_snapshot(snapshot)
@@ -375,16 +416,8 @@ class Keeper:
         assert plan is not None
         self._price_guard(plan, view)
         self._check_daily_loss(now)
+        self.save_strategy_state(state)  # acting charges turnover and cooldown on top of it
         rebalance_id = await self._act(snapshot, view, evaluation, plan)
-        turnover = math.fsum(v for v in evaluation.decision.deltas.values() if v > 0)
-        day = now // DAY
-        state = replace(
-            state,
-            last_rebalance=now,
-            turnover_day=day,
-            turnover_today=state.turnover_on(day) + turnover,
-        )
-        self.save_strategy_state(state)
         return self._finish(
             started, "rebalanced", evaluation.decision.reason, view, None, rebalance_id
         )
@@ -419,6 +452,19 @@ class Keeper:
                 f"the daily loss cap {cap:,.2f}"
             )
 
+    def _charge_turnover(self, turnover: float, now: int) -> None:
+        """The cooldown and the daily turnover cap count what took effect, however it ended."""
+        state = self.strategy_state()
+        day = now // DAY
+        self.save_strategy_state(
+            replace(
+                state,
+                last_rebalance=max(now, state.last_rebalance or 0),
+                turnover_day=day,
+                turnover_today=state.turnover_on(day) + turnover,
+            )
+        )
+
     def _add_loss(self, amount: float, now: int) -> None:
         day = str(now // DAY)
         lost = (
@@ -439,6 +485,7 @@ class Keeper:
         self, snapshot: Snapshot, view: Valuation, evaluation: Evaluation, plan: Plan
     ) -> int:
         decision = evaluation.decision
+        turnover = math.fsum(v for v in decision.deltas.values() if v > 0)
         base = {
             "cycle_id": self.cycle_id,
             "time": time.time(),
@@ -449,7 +496,8 @@ class Keeper:
             "post_weights": dict(plan.post_weights),
             "trades": [_action_json(a) for a in plan.actions],
             "value_before": view.total_value,
-            "turnover": math.fsum(v for v in decision.deltas.values() if v > 0),
+            "turnover": turnover,
+            "prices": {name: price.spot for name, price in view.prices.items()},
             "fee_cost": plan.fee_cost,
             "impact_cost": plan.impact_cost,
             "gas_cost": plan.gas_cost,
@@ -461,7 +509,7 @@ class Keeper:
         if self.mode == "paper":
             self._paper_fill(plan)
             after = value_portfolio(self._paper_snapshot(snapshot), self.settings)
-            gain = self._update_lots(plan, view, rebalance_id)
+            gain = self._update_lots(plan.actions, rebalance_id)
             self.journal.update_rebalance(
                 rebalance_id,
                 status="paper",
@@ -472,11 +520,18 @@ class Keeper:
             )
             self.metrics.rebalances.labels("paper").inc()
             self._record_costs(plan)
+            self.journal.update_rebalance(rebalance_id, loss=plan.total_cost)
             self._add_loss(plan.total_cost, now)
+            self._charge_turnover(turnover, now)
             return rebalance_id
         if self.mode == "dry-run":
             self._remember_holdings(snapshot)  # the target chain does not change
-            outcome = await self._simulate_on_fork(snapshot, view, plan)
+            try:
+                outcome = await self._simulate_on_fork(snapshot, view, plan)
+            except SkipCycle:
+                # the fork failed: the plan ran nowhere; the cycle is skipped, with the reason
+                self.journal.update_rebalance(rebalance_id, status="not_sent")
+                raise
             self.journal.update_rebalance(
                 rebalance_id, status="simulated" if outcome["ok"] else "failed", **outcome["row"]
             )
@@ -484,6 +539,7 @@ class Keeper:
                 "simulated" if outcome["ok"] else "simulation_failed"
             ).inc()
             self._record_costs(plan)
+            self._charge_turnover(turnover, now)
             return rebalance_id
         return await self._live(snapshot, view, plan, rebalance_id, now)
 
@@ -511,7 +567,7 @@ class Keeper:
                     "then `rebalancer resume`"
                 )
             if execution.relay_url:
-                result = await execute_plan_as_bundle(
+                await execute_plan_as_bundle(
                     plan,
                     self.settings,
                     self.sender,
@@ -519,74 +575,187 @@ class Keeper:
                     fees,
                     eth_price,
                     self.pairs,
+                    rebalance_id=rebalance_id,
                 )
             else:
-                result = await execute_plan(
-                    plan, self.settings, self.sender, fees, eth_price, self.pairs
+                await execute_plan(
+                    plan,
+                    self.settings,
+                    self.sender,
+                    fees,
+                    eth_price,
+                    self.pairs,
+                    rebalance_id=rebalance_id,
                 )
         except FeeTooHigh:
             self.metrics.gas_cap_hits.inc()
-            self.journal.update_rebalance(rebalance_id, status="waiting_gas")
+            await self._settle(rebalance_id, plan.actions, snapshot)
             raise
-        except (SkipCycle, Halt):
-            self.journal.update_rebalance(rebalance_id, status="not_sent")
+        except (RebalancerError, TimeoutError, OSError) as err:
+            # cut short: what was mined is recorded and charged, then the cycle ends as it would
+            settlement = await self._settle(rebalance_id, plan.actions, snapshot)
+            if settlement is not None and settlement.status == "shortfall":
+                raise self._shortfall(rebalance_id, settlement) from err
             raise
-        after_snapshot = await self.reader.snapshot()
-        self._remember_holdings(after_snapshot)
-        after = value_portfolio(after_snapshot, self.settings)
-        report = reconcile(
-            plan,
-            snapshot,
-            after_snapshot,
-            self.settings,
-            view,
-            result.gas_used,
-            result.gas_cost_wei,
-        )
-        ok = all(m.status == 1 for m in result.mined)
-        gain = self._update_lots(plan, view, rebalance_id) if ok else 0.0
-        self.journal.update_rebalance(
-            rebalance_id,
-            status="executed" if ok else "failed",
-            realized={o.name: str(o.realized) for o in report.outcomes},
-            realized_weights={u.unit: u.weight for u in after.units},
-            value_after=after.total_value,
-            gas_used=result.gas_used,
-            gas_cost_wei=str(result.gas_cost_wei),
-            realized_gain=gain,
-            tx_hashes=[m.tx_hash for m in result.mined],
-        )
-        self.metrics.gas_spent.inc(result.gas_cost_wei)
-        self.metrics.rebalances.labels("executed" if ok else "failed").inc()
+        settlement = await self._settle(rebalance_id, plan.actions, snapshot)
         self._record_costs(plan)
-        self.metrics.observe(after)
-        self._add_loss(
-            plan.fee_cost
-            + plan.impact_cost
-            + report.shortfall_value
-            + result.gas_cost_wei / 1e18 * view.prices[NATIVE].spot,
-            now,
-        )
-        if not ok:
+        if settlement is None:
             raise SkipCycle(
-                "a transaction of the plan reverted on chain; the journal has the details"
+                f"rebalance #{rebalance_id}: a transaction is still in flight; it is settled "
+                "when it is final"
+            )
+        if settlement.status == "shortfall":
+            raise self._shortfall(rebalance_id, settlement)
+        if settlement.status != "executed":
+            raise SkipCycle(
+                f"rebalance #{rebalance_id} ended {settlement.status}: a transaction of the plan "
+                "reverted on chain; `rebalancer history` has the details"
             )
         return rebalance_id
 
+    async def _settle(
+        self, rebalance_id: int, actions: Sequence[Action], before: Snapshot | None
+    ) -> Settlement | None:
+        """Record and charge what the rebalance's mined transactions did; None while one of them
+        is still in flight (the next cycle, or the next start, settles it)."""
+        assert self.sender is not None
+        assert self.reader is not None
+        rpc = self.sender.rpc
+        names = {t.address.lower(): symbol for symbol, t in self.settings.tokens.items()}
+        names.update({address.lower(): key for key, address in self.pairs.items()})
+        steps = []
+        for record in self.journal.transactions_of(rebalance_id):
+            # every record is looked up, whatever the journal thinks of it: the chain decides
+            receipt = await rpc.call("eth_getTransactionReceipt", record.tx_hash)
+            if receipt is None or receipt.get("blockNumber") is None:
+                if record.status == "sent":
+                    return None  # in flight: settled once it is final
+                continue  # never left, replaced, dropped, cancelled: it did nothing
+            gas_used = int(receipt["gasUsed"], 16)
+            price = int(receipt.get("effectiveGasPrice") or "0x0", 16)
+            steps.append(
+                Step(
+                    record.tx_hash,
+                    record.covers,
+                    int(receipt["status"], 16),
+                    gas_used,
+                    gas_used * price,
+                    transfer_flows(receipt.get("logs") or [], str(self.reader.wallet), names),
+                )
+            )
+        settlement = settle(actions, steps)
+        row = next(r for r in self.journal.rebalances() if r["id"] == rebalance_id)
+        prices: dict[str, float] = row.get("prices") or {}
+        decimals = {symbol: t.decimals for symbol, t in self.settings.tokens.items()}
+        gas_value = settlement.gas_paid_wei / 1e18 * prices.get(NATIVE, 0.0)
+        loss = (
+            executed_costs(actions, settlement.executed)
+            + shortfall_value(settlement.checks, prices, decimals)
+            + gas_value
+        )
+        executed = [actions[i] for i in settlement.executed]
+        gain = self._update_lots(executed, rebalance_id)
+        fields: dict[str, Any] = {}
+        if before is not None and steps:
+            try:
+                after = await self.reader.snapshot()
+            except RebalancerError as err:  # the record stands on the receipts alone
+                log.warning("rebalance #%d: reading the chain after: %s", rebalance_id, err)
+            else:
+                fields = self._after_fields(rebalance_id, before, after, executed, settlement)
+        self.journal.update_rebalance(
+            rebalance_id,
+            status=settlement.status,
+            checks=[_check_json(c) for c in settlement.checks],
+            loss=loss,
+            gas_used=settlement.gas_used,
+            gas_cost_wei=str(settlement.gas_paid_wei),
+            realized_gain=gain,
+            tx_hashes=[s.tx_hash for s in steps],
+            **fields,
+        )
+        self.metrics.gas_spent.inc(settlement.gas_paid_wei)
+        self.metrics.rebalances.labels(settlement.status).inc()
+        now = int(row["time"])
+        self._add_loss(loss, max(now, int(time.time())))
+        if settlement.executed:
+            self._charge_turnover(
+                row["turnover"] * executed_share(actions, settlement.executed), now
+            )
+        return settlement
+
+    def _after_fields(
+        self,
+        rebalance_id: int,
+        before: Snapshot,
+        after: Snapshot,
+        executed: Sequence[Action],
+        settlement: Settlement,
+    ) -> dict[str, Any]:
+        """Balances after against before; what `reconcile` should expect from now on."""
+        view = value_portfolio(after, self.settings)
+        self.metrics.observe(view)
+        old, new = holdings(before), holdings(after)
+        realized = {n: new.get(n, 0) - old.get(n, 0) for n in set(old) | set(new)}
+        if settlement.failed_checks:
+            # the journal expects what the plan quoted, so `reconcile` shows what is missing
+            expected = dict(old)
+            for name, change in action_changes(executed).items():
+                expected[name] = expected.get(name, 0) + change
+            expected[NATIVE] = after.eth_balance
+            self._remember(after.block_number, expected)
+        else:
+            self._remember_holdings(after)
+        return {
+            "realized": {n: str(v) for n, v in sorted(realized.items()) if v},
+            "realized_weights": {u.unit: u.weight for u in view.units},
+            "value_after": view.total_value,
+        }
+
+    def _shortfall(self, rebalance_id: int, settlement: Settlement) -> RebalancerError:
+        check = settlement.failed_checks[0]
+        what = (
+            "had no effect"
+            if check.realized == 0
+            else f"moved {check.realized} raw against a minimum of {check.minimum}"
+        )
+        message = (
+            f"rebalance #{rebalance_id}: {check.token} {what} in {check.tx_hash} (quoted "
+            f"{check.expected}); check the router and pool addresses, then `rebalancer resume`"
+        )
+        if self.settings.execution.halt_on_shortfall:
+            return Halt(message)
+        return SkipCycle(message)
+
+    async def _settle_unfinished(self) -> None:
+        """Rebalances a crash, a signal or an error left open: settled from the chain."""
+        for row in self.journal.unsettled_rebalances():
+            actions = tuple(_action_from_json(a) for a in row["trades"])
+            settlement = await self._settle(row["id"], actions, None)
+            if settlement is None:
+                continue
+            log.warning(
+                "rebalance #%d was cut short; settled from the chain as %s",
+                row["id"],
+                settlement.status,
+            )
+            if settlement.status == "shortfall":
+                error = self._shortfall(row["id"], settlement)
+                if isinstance(error, Halt):
+                    self.halt(str(error))
+
     def _remember_holdings(self, snapshot: Snapshot) -> None:
         """What the chain should show until the keeper trades again (`rebalancer reconcile`)."""
-        if self.mode != "live" and self.mode != "dry-run":
-            return
         expected = holdings(snapshot)
         expected[NATIVE] = snapshot.eth_balance
+        self._remember(snapshot.block_number, expected)
+
+    def _remember(self, block: int, expected: Mapping[str, int]) -> None:
+        if self.mode != "live" and self.mode != "dry-run":
+            return
         self.journal.set_state(
             "expected_holdings",
-            json.dumps(
-                {
-                    "block": snapshot.block_number,
-                    "holdings": {k: str(v) for k, v in expected.items()},
-                }
-            ),
+            json.dumps({"block": block, "holdings": {k: str(v) for k, v in expected.items()}}),
         )
 
     def _record_costs(self, plan: Plan) -> None:
@@ -598,40 +767,59 @@ class Keeper:
     async def _simulate_on_fork(
         self, snapshot: Snapshot, view: Valuation, plan: Plan
     ) -> dict[str, Any]:
-        """Run the plan on an anvil forking the target at this block; the target is untouched."""
+        """Run the plan on an anvil forking the target at this block; the target is untouched.
+
+        anvil forks through a loopback forwarder (`bot/chain/fork_proxy.py`): the target's URL,
+        API key and all, is never on its command line nor in its messages. Whatever goes wrong
+        with the fork (anvil does not start, the target stops answering mid-way, a timeout)
+        raises SkipCycle naming the target only as scheme://host:port; nothing was simulated,
+        and the next cycle tries again.
+        """
         settings = self.settings
         wallet = settings.wallet.address
         target = settings.chain.rpc_urls[0]
-        with fork_of(target, snapshot.block_number, settings.chain.chain_id) as fork:
-            needs, planned = plan_calls(plan, settings, self.pairs, wallet)
-            calls: list[tuple[str, bytes, str]] = []
-            for (token, spender), amount in needs.items():
-                # the same approvals live mode would send, the USDT-style reset included
-                symbol = next((s for s, t in settings.tokens.items() if t.address == token), None)
-                if symbol and settings.tokens[symbol].approve_through_zero:
-                    calls.append((token, approve_data(spender, 0), "reset allowance"))
-                calls.append((token, approve_data(spender, amount), "approve"))
-            calls += [(call.to, call.data, call.what) for call, _ in planned]
-            gas_used = 0
-            reverted: str | None = None
-            for to, data, what in calls:
-                tx_hash = fork.rpc(
-                    "eth_sendTransaction",
-                    {"from": wallet, "to": to, "data": "0x" + data.hex(), "gas": hex(3_000_000)},
+        needs, planned = plan_calls(plan, settings, self.pairs, wallet)
+        calls: list[tuple[str, bytes, str]] = []
+        for (token, spender), amount in needs.items():
+            # the same approvals live mode would send, the USDT-style reset included
+            symbol = next((s for s, t in settings.tokens.items() if t.address == token), None)
+            if symbol and settings.tokens[symbol].approve_through_zero:
+                calls.append((token, approve_data(spender, 0), "reset allowance"))
+            calls.append((token, approve_data(spender, amount), "approve"))
+        calls += [(call.to, call.data, call.what) for call, _ in planned]
+        fork = fork_of(target, snapshot.block_number, settings.chain.chain_id)
+        try:
+            async with fork:  # starts without blocking the loop; stops anvil and its forwarder
+                gas_used = 0
+                reverted: str | None = None
+                for to, data, what in calls:
+                    tx = {
+                        "from": wallet,
+                        "to": to,
+                        "data": "0x" + data.hex(),
+                        "gas": hex(3_000_000),
+                    }
+                    # off the event loop: the fork may wait on the target for state
+                    tx_hash = await asyncio.to_thread(fork.rpc, "eth_sendTransaction", tx)
+                    receipt = await _fork_receipt(fork, tx_hash)
+                    gas_used += int(receipt["gasUsed"], 16)
+                    if receipt["status"] != "0x1":
+                        reverted = what
+                        break
+                fork_settings = settings.model_copy(
+                    update={"chain": settings.chain.model_copy(update={"rpc_urls": [fork.url]})}
                 )
-                receipt = await _fork_receipt(fork, tx_hash)
-                gas_used += int(receipt["gasUsed"], 16)
-                if receipt["status"] != "0x1":
-                    reverted = what
-                    break
-            fork_settings = settings.model_copy(
-                update={"chain": settings.chain.model_copy(update={"rpc_urls": [fork.url]})}
-            )
-            async with rpc_client(fork_settings) as rpc:
-                reader = SnapshotReader(
-                    rpc, fork_settings, self.reader.pools if self.reader else ()
-                )
-                after_snapshot = await reader.snapshot()
+                async with rpc_client(fork_settings) as rpc:
+                    reader = SnapshotReader(
+                        rpc, fork_settings, self.reader.pools if self.reader else ()
+                    )
+                    after_snapshot = await reader.snapshot()
+        except Halt:
+            raise
+        except (SkipCycle, *FORK_FAILURES) as err:
+            reason = "dry-run: " + fork_failure(fork, target, err)
+            log.warning("%s", reason)
+            raise SkipCycle(reason) from None
         after = value_portfolio(after_snapshot, settings)
         report = reconcile(plan, snapshot, after_snapshot, settings, view, gas_used, 0)
         if reverted:
@@ -698,10 +886,12 @@ class Keeper:
             if asset.amount > 0:
                 self.journal.add_lot(asset.asset, asset.amount, view.prices[asset.asset].spot, None)
 
-    def _update_lots(self, plan: Plan, view: Valuation, rebalance_id: int) -> float:
+    def _update_lots(self, actions: Sequence[Action], rebalance_id: int) -> float:
         """Buys open lots at the traded price; sells close lots FIFO or HIFO. Returns the gain."""
         gain = 0.0
-        for action in plan.swaps:
+        for action in actions:
+            if not isinstance(action, Swap):
+                continue
             sold, bought = action.path[0], action.path[-1]
             sold_units = action.amount_in / 10 ** self.settings.tokens[sold].decimals
             bought_units = action.expected_out / 10 ** self.settings.tokens[bought].decimals
@@ -733,11 +923,39 @@ async def _fork_receipt(
     # A fork fetches state lazily: the receipt can trail the hash by a moment.
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
-        receipt = fork.rpc("eth_getTransactionReceipt", tx_hash)
+        receipt = await asyncio.to_thread(fork.rpc, "eth_getTransactionReceipt", tx_hash)
         if receipt is not None:
             return dict(receipt)
         await asyncio.sleep(0.05)
-    raise SkipCycle(f"dry-run: the fork did not mine {tx_hash} within {wait_seconds:g}s")
+    raise SkipCycle(f"the fork did not mine {tx_hash} within {wait_seconds:g}s")
+
+
+def _action_from_json(data: Mapping[str, Any]) -> Action:
+    """A plan action back from the rebalance row's `trades`, integers exact."""
+    kind = {"swap": Swap, "remove_liquidity": RemoveLiquidity, "add_liquidity": AddLiquidity}
+    cls = kind[data["kind"]]
+    values: dict[str, Any] = {}
+    for spec in fields(cls):
+        value = data[spec.name]
+        if spec.type == "int":
+            value = int(value)
+        elif str(spec.type).startswith("tuple"):
+            value = tuple(value)
+        values[spec.name] = value
+    action: Action = cls(**values)
+    return action
+
+
+def _check_json(check: Check) -> dict[str, Any]:
+    return {
+        "tx": check.tx_hash,
+        "actions": list(check.actions),
+        "token": check.token,
+        "expected": str(check.expected),
+        "minimum": str(check.minimum),
+        "realized": str(check.realized),
+        "ok": check.ok,
+    }
 
 
 def _action_json(action: Any) -> dict[str, Any]:

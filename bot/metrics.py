@@ -2,16 +2,80 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
+import math
+import resource
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from bot.chain.rpc import RpcStats
 from bot.portfolio import Valuation
+
+log = logging.getLogger(__name__)
+# aiohttp's server logs through this one (see _NoTracebackForBadRequests)
+http_log = logging.getLogger(f"{__name__}.http")
+
+
+def raise_fd_limit(ceiling: int = 65536) -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (at most `ceiling`); the soft limit after.
+
+    systemd's LimitNOFILE= sets both; started by hand, the soft limit is often 1024 while the
+    hard one is far higher, and asyncio (epoll) has no use for the lower one.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as err:
+            log.debug("could not raise the open-files limit to %d: %s", wanted, err)
+    return soft
+
+
+class _NoTracebackForBadRequests(logging.Filter):
+    """aiohttp logs a malformed or oversized request, which it answers with a 400, as an error
+    with a traceback: whoever reaches the port could fill the log. It is the client's fault, so
+    it becomes one debug line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            log.debug("metrics server refused a bad request: %s", type(exc).__name__)
+            return False
+        return True
+
+
+class _AcceptFailuresOncePerMinute(logging.Filter):
+    """asyncio logs each accept() that fails for want of file descriptors with a traceback, up to
+    `backlog` times per wake-up (145 MB in 45 s in issue 12). The connection cap keeps the server
+    below the limit; should something else exhaust it, one such record a minute is enough."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = -math.inf
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("socket.accept() out of system resource"):
+            return True
+        now = time.monotonic()
+        if now - self._last < 60:
+            return False
+        self._last = now
+        return True
+
+
+http_log.addFilter(_NoTracebackForBadRequests())
+_ACCEPT_FAILURES = _AcceptFailuresOncePerMinute()
 
 
 class _RpcCollector(Collector):
@@ -83,6 +147,17 @@ class Metrics:
             ["pool"],
             registry=r,
         )
+        self.blind = Gauge(
+            "rebalancer_blind",
+            "1 while keeper.max_consecutive_skips cycles in a row skipped on data errors",
+            registry=r,
+        )
+        self.data_skips = Gauge(
+            "rebalancer_consecutive_data_skips",
+            "Cycles in a row skipped because the chain data could not be trusted",
+            registry=r,
+        )
+        self.blind_reason = ""  # the last data error, for /healthz
         self.gas_cap_hits = Counter(
             "rebalancer_gas_cap_hits",
             "Rebalances that waited because gas was above a cap",
@@ -107,43 +182,129 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class MetricsServer:
-    """Serves /metrics and /healthz; /healthz fails when the last success is older than allowed."""
+class _BoundedServer(web.Server):
+    """aiohttp's low-level server, holding at most `max_connections` connections open.
 
-    def __init__(self, metrics: Metrics, host: str, port: int, max_age_seconds: float) -> None:
+    When full, the oldest connection is closed to make room: refusing the newest instead would
+    let idle clients lock out Prometheus and /healthz until they time out.
+    """
+
+    def __init__(self, handler: Any, *, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.max_connections = max_connections
+        self.peak_connections = 0  # accepted ones, the not yet connected included
+        self._open: dict[web.RequestHandler, None] = {}  # oldest first
+
+    def __call__(self) -> web.RequestHandler:
+        handler = super().__call__()  # asyncio asks for one protocol per accepted socket
+        self._open[handler] = None
+        self.peak_connections = max(self.peak_connections, len(self._open))
+        return handler
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        # Trimmed here rather than in __call__: asyncio makes a whole accept batch of protocols
+        # before any is connected, and only a connected one can be closed.
+        excess = len(self._open) - self.max_connections
+        if excess > 0:
+            connected = (h for h in self._open if h is not handler and h.transport is not None)
+            for oldest in list(itertools.islice(connected, excess)):
+                del self._open[oldest]
+                oldest.force_close()
+
+    def connection_lost(
+        self, handler: web.RequestHandler, exc: BaseException | None = None
+    ) -> None:
+        self._open.pop(handler, None)
+        super().connection_lost(handler, exc)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+
+class MetricsServer:
+    """Serves /metrics and /healthz; /healthz fails when the last success is older than allowed.
+
+    Bounded, so that whoever reaches the port cannot take the file descriptors the keeper's RPC
+    connections need (issue 12): at most `max_connections` open (plus one accept batch of
+    `BACKLOG` for an instant), a request must arrive within `read_timeout` seconds of connecting
+    or of the last answer, and oversized headers (over aiohttp's 8190-byte line and field limits)
+    or any body get a 4xx without a traceback in the log.
+    """
+
+    BACKLOG = 32  # the listen() queue, and how many asyncio accepts per wake-up
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        host: str,
+        port: int,
+        max_age_seconds: float,
+        *,
+        max_connections: int = 64,
+        read_timeout: float = 10.0,
+    ) -> None:
         self.metrics = metrics
         self.host = host
         self.port = port
         self.max_age = max_age_seconds
+        self.max_connections = max_connections
+        self.read_timeout = read_timeout
         self.started = time.time()
-        self._runner: web.AppRunner | None = None
+        self.server: _BoundedServer | None = None
+        self._runner: web.ServerRunner | None = None
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        self._runner = web.AppRunner(app, access_log=None)
+        logging.getLogger("asyncio").addFilter(_ACCEPT_FAILURES)
+        self.server = _BoundedServer(
+            self._handle,
+            max_connections=self.max_connections,
+            access_log=None,
+            logger=http_log,
+            # aiohttp arms this timer when a connection opens and again after each answer, and
+            # closes the connection if no whole request came in by then: idle clients, and
+            # slowloris ones trickling a header byte at a time, cannot hold a descriptor longer.
+            keepalive_timeout=self.read_timeout,
+            # a body nobody reads is not drained: the connection closes after the 413
+            lingering_time=0,
+        )
+        self._runner = web.ServerRunner(self.server)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=self.BACKLOG)
         await site.start()
-        if self.port == 0 and site._server is not None:
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        if self.port == 0:
+            self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _metrics(self, _: web.Request) -> web.Response:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.body_exists:
+            # neither endpoint takes a body; refused before anything reads it
+            raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length or 0)
+        route = {"/metrics": self._metrics, "/healthz": self._healthz}.get(request.path)
+        if route is None:
+            raise web.HTTPNotFound()
+        if request.method not in ("GET", "HEAD"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+        return await route(request)
+
+    async def _metrics(self, _: web.BaseRequest) -> web.Response:
         return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
 
-    async def _healthz(self, _: web.Request) -> web.Response:
+    async def _healthz(self, _: web.BaseRequest) -> web.Response:
         last = self.metrics.last_success._value.get()
         reference = last or self.started
         age = time.time() - reference
         halted = self.metrics.halted._value.get()
         if halted:
             return web.json_response({"ok": False, "reason": "halted"}, status=503)
+        if self.metrics.blind._value.get():
+            reason = f"blind: {self.metrics.blind_reason}"
+            return web.json_response({"ok": False, "reason": reason}, status=503)
         if age > self.max_age:
             return web.json_response(
                 {"ok": False, "reason": f"last success {age:.0f}s ago"}, status=503

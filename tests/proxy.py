@@ -17,7 +17,8 @@ class RpcProxy:
     """Serves any path; `mutate(requests, upstream_body)` may replace the body sent back.
 
     `rewrite(requests)` may change the requests before they are forwarded. `status` forces
-    an HTTP status instead of forwarding.
+    an HTTP status instead of forwarding; `down_for` does the same (HTTP 502) only for requests
+    that carry one of those methods. `methods` lists every method received, in order.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -26,6 +27,7 @@ class RpcProxy:
         self.rewrite: Callable[[list[dict[str, Any]]], None] | None = None
         self.status: int | None = None
         self.delay: float = 0.0  # seconds to sit on each request before answering
+        self.down_for: frozenset[str] = frozenset()  # methods answered as a node that is down
         self.requests: list[list[dict[str, Any]]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -33,6 +35,11 @@ class RpcProxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def methods(self) -> list[str]:
+        """Every JSON-RPC method this proxy received, in order, batches flattened."""
+        return [str(r.get("method")) for batch in self.requests for r in batch]
 
     async def __aenter__(self) -> RpcProxy:
         app = web.Application()
@@ -60,6 +67,8 @@ class RpcProxy:
             await asyncio.sleep(self.delay)
         if self.status is not None:
             return web.Response(status=self.status, text="proxy says no")
+        if any(r.get("method") in self.down_for for r in batch):
+            return web.Response(status=502, text="proxy is down for this method")
         if self.rewrite is not None:
             self.rewrite(batch)
         async with self._session.post(self.upstream, json=payload) as upstream:

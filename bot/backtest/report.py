@@ -148,14 +148,19 @@ def write_report(
         for r in report["results"]
     )
     ratio = report.get("sweep", {}).get("stress_to_calm_event_ratio")
-    sweep_line = (
-        "<p>Sweep: rebalancing events per 30 days, stress windows over calm periods, "
-        "median across "
-        f"{ratio['configurations_compared']} configurations: <b>{ratio['median']:.2f}x</b> "
-        f"(quartiles {ratio['quartiles'][0]:.2f}-{ratio['quartiles'][1]:.2f}).</p>"
-        if ratio and ratio["median"] is not None
-        else ""
-    )
+    sweep_line = ""
+    if ratio and ratio["median"] is not None:
+        sweep_line = (
+            "<p>Sweep: rebalancing events per 30 days, stress windows over calm periods, "
+            "median across "
+            f"{ratio['configurations_compared']} configurations: <b>{ratio['median']:.2f}x</b> "
+            f"(quartiles {ratio['quartiles'][0]:.2f}-{ratio['quartiles'][1]:.2f}).</p>"
+        )
+    elif ratio:
+        sweep_line = (
+            "<p>Sweep: rebalancing events per 30 days, stress windows over calm periods: "
+            f"<b>n/a</b> ({html.escape(str(ratio.get('note') or 'not defined'))}).</p>"
+        )
     header = "".join(
         f"<th>{name}</th>"
         for name in (

@@ -2,12 +2,18 @@
 
 The binary is run directly, never through `npx anvil`: the npm wrapper does not forward signals,
 so anvil would outlive its parent and keep holding the port.
+
+A fork never sees the URL it forks: anvil gets `--fork-url http://127.0.0.1:PORT`, a forwarder
+in this process (`bot/chain/fork_proxy.py`) that holds the real URL, because a command line is
+world-readable and RPC URLs carry API keys.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
+import http.client
 import json
 import os
 import platform
@@ -23,7 +29,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from bot.errors import SetupError
+from bot.chain.fork_proxy import ForkProxy, scrub
+from bot.chain.rpc import redact
+from bot.errors import RebalancerError, SetupError
 from bot.paths import NODE_MODULES
 
 _PLATFORM_PACKAGE = {
@@ -99,7 +107,15 @@ def rpc_call(url: str, method: str, params: Sequence[Any] = (), timeout: float =
 
 
 class AnvilProcess:
-    """A running anvil, stopped by its own pid. Use as a context manager."""
+    """A running anvil, stopped by its own pid. Use as a context manager (`with`, or `async with`
+    when the caller's event loop must keep running while anvil starts).
+
+    With `fork_url`, anvil forks through a `ForkProxy` started and stopped with it: always, not
+    only when the URL looks like it holds a secret. Whether it does cannot be told from its
+    shape (a key may sit in the host name, a private host may be the secret), loopback URLs
+    carry keys too when they front a provider, and one path, taken by every fork test, is the
+    one that stays correct. The cost is a loopback hop per upstream request.
+    """
 
     def __init__(
         self,
@@ -123,55 +139,124 @@ class AnvilProcess:
             args += ["--load-state", str(load_state)]
         if dump_state is not None:
             args += ["--dump-state", str(dump_state)]
-        if fork_url is not None:
-            args += ["--fork-url", fork_url]
         if fork_block is not None:
             args += ["--fork-block-number", str(fork_block)]
         if timestamp is not None:
             args += ["--timestamp", str(timestamp)]
         self._args = [*args, *extra_args]
+        self._fork_upstream = fork_url  # never on the command line: see ForkProxy
+        self._proxy: ForkProxy | None = None
+        self._upstream_failure: str | None = None  # the stopped proxy's last failure
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
         # stderr goes to a file, not a pipe: a pipe nobody drains would block a chatty anvil.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
 
     def start(self) -> Self:
-        ensure_port_free(self.port)
-        self._process = subprocess.Popen(
-            self._args,
-            stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-            preexec_fn=_die_with_parent,
-        )
-        deadline = time.monotonic() + self._startup_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self._stderr.seek(0)
-                err = self._stderr.read().decode(errors="replace").strip()
-                raise SetupError(f"anvil exited at start (code {self._process.returncode}): {err}")
-            try:
-                rpc_call(self.url, "eth_chainId", timeout=1.0)
-                return self
-            except OSError:
+        self._spawn()
+        try:
+            deadline = time.monotonic() + self._startup_timeout
+            while time.monotonic() < deadline:
+                if self._answers():
+                    return self
                 time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        raise self._not_answering()
+
+    async def start_async(self) -> Self:
+        """`start` without blocking the event loop while anvil comes up (a fork fetches its
+        first block from the upstream meanwhile)."""
+        self._spawn()
+        try:
+            deadline = time.monotonic() + self._startup_timeout
+            while time.monotonic() < deadline:
+                if await asyncio.to_thread(self._answers):
+                    return self
+                await asyncio.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        raise self._not_answering()
+
+    @property
+    def upstream_failure(self) -> str | None:
+        """A fork's last failure to reach its upstream (redacted), or None."""
+        return self._proxy.failure if self._proxy else self._upstream_failure
+
+    def _spawn(self) -> None:
+        # Popen runs on the caller's thread: PR_SET_PDEATHSIG fires when that thread ends.
+        ensure_port_free(self.port)
+        args = self._args
+        if self._fork_upstream is not None:
+            self._proxy = ForkProxy(self._fork_upstream).start()
+            args = [*args, "--fork-url", self._proxy.url]
+        try:
+            self._process = subprocess.Popen(
+                args,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+                preexec_fn=_die_with_parent,
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _answers(self) -> bool:
+        process = self._process
+        if process is None:
+            raise SetupError("anvil was stopped while it started")
+        if process.poll() is not None:
+            self._stderr.seek(0)
+            err = " ".join(self._stderr.read().decode(errors="replace").split())
+            raise SetupError(
+                f"anvil exited at start (code {process.returncode}): {self._clean(err)}"
+                + self._upstream_note()
+            )
+        try:
+            rpc_call(self.url, "eth_chainId", timeout=1.0)
+        except OSError:
+            return False
+        return True
+
+    def _not_answering(self) -> SetupError:
+        note = self._upstream_note()
         self.stop()
-        raise SetupError(f"anvil did not answer on {self.url} within {self._startup_timeout:.0f}s")
+        return SetupError(
+            f"anvil did not answer on {self.url} within {self._startup_timeout:.0f}s{note}"
+        )
+
+    def _upstream_note(self) -> str:
+        failure = self.upstream_failure
+        return f"; the fork's upstream RPC {failure}" if failure else ""
+
+    def _clean(self, text: str) -> str:
+        # anvil never sees the upstream URL, but its text is scrubbed all the same
+        return scrub(text, self._fork_upstream) if self._fork_upstream else text
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM (anvil writes --dump-state on it), then SIGKILL if it lingers."""
+        """SIGTERM (anvil writes --dump-state on it), then SIGKILL if it lingers; then the
+        fork's forwarder, if any."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
+        proxy, self._proxy = self._proxy, None
         try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            if process is None or process.poll() is not None:
+                return
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        finally:
+            if proxy is not None:
+                proxy.stop()
+                self._upstream_failure = proxy.failure
 
     def rpc(self, method: str, *params: Any) -> Any:
         return rpc_call(self.url, method, params)
@@ -187,11 +272,42 @@ class AnvilProcess:
     ) -> None:
         self.stop()
 
+    async def __aenter__(self) -> Self:
+        return await self.start_async()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
 
 @contextlib.contextmanager
 def running(**kwargs: Any) -> Iterator[AnvilProcess]:
     with AnvilProcess(**kwargs) as anvil:
         yield anvil
+
+
+# How a fork fails, seen from the code driving it: anvil does not start (SetupError); the fork
+# answers a JSON-RPC error, as when its upstream stopped answering (RuntimeError from rpc_call);
+# the fork is gone or too slow (OSError, TimeoutError, http.client's errors); or an answer is
+# garbled (ValueError); RebalancerError also covers the RPC client's errors on the fork.
+FORK_FAILURES = (RebalancerError, RuntimeError, OSError, ValueError, http.client.HTTPException)
+
+
+def fork_failure(fork: AnvilProcess, upstream: str, err: BaseException) -> str:
+    """One line saying why a fork of `upstream` failed, naming it only as scheme://host:port."""
+    detail = str(err) if isinstance(err, RebalancerError) else f"{type(err).__name__}: {err}"
+    detail = " ".join(scrub(detail, upstream).split())
+    failure = fork.upstream_failure
+    # when the upstream failed, anvil's own words mostly repeat it
+    limit = 100 if failure else 300
+    if len(detail) > limit:
+        detail = detail[: limit - 3] + "..."
+    cause = f"its upstream RPC {failure}" if failure else "the fork failed"
+    return f"plan not simulated on a fork of {redact(upstream)}: {cause} ({detail})"
 
 
 def fork_of(url: str, block: int | None, chain_id: int) -> AnvilProcess:

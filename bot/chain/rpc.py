@@ -8,6 +8,7 @@ each HTTP request. web3 stays in use for contracts and signing.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import json
 import logging
@@ -25,6 +26,8 @@ from bot.errors import ConfigError, DataError, TemporaryError
 log = logging.getLogger(__name__)
 
 RETRYABLE_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
+# This process (EMFILE) or the whole host (ENFILE) is out of file descriptors.
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 
 
 def redact(url: str) -> str:
@@ -69,6 +72,34 @@ class RpcError(TemporaryError):
         self.code = code
         self.rpc_message = message
         self.data = data
+
+
+class NotDelivered(TemporaryError):
+    """No attempt was taken up: the connection was refused, or the endpoint answered an HTTP
+    error status (busy, rate-limited, its upstream down) instead of a JSON-RPC answer. Whatever
+    was asked did not happen; a transaction that was not delivered did not go out."""
+
+
+class LocalResourceError(TemporaryError):
+    """This host ran out of file descriptors: no endpoint is at fault, so none is marked failed.
+
+    A TemporaryError still, so callers that treat a send without an answer as "may have gone
+    out" (the sender) keep doing so.
+    """
+
+
+def out_of_descriptors(err: BaseException) -> bool:
+    """Whether `err`, or an error it was raised from, is EMFILE / ENFILE ("Too many open files")."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, LocalResourceError):
+            return True
+        if isinstance(current, OSError) and current.errno in OUT_OF_DESCRIPTORS:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @dataclass
@@ -121,6 +152,7 @@ class RpcClient:
         self._current = 0
         self._session: aiohttp.ClientSession | None = None
         self._on_request = on_request  # test hook: runs before each HTTP request
+        self._out_of_descriptors = False  # logged once per episode, not once per request
 
     async def __aenter__(self) -> Self:
         timeout = aiohttp.ClientTimeout(total=self.retry.timeout_seconds)
@@ -151,6 +183,7 @@ class RpcClient:
         result list in place of that item's result.
         """
         last_error: Exception | None = None
+        delivered = False  # whether any endpoint may have received the request
         # Start from the endpoint that last worked, so a dead primary costs one failure, not one
         # per request; the others are still tried, in order, when it fails.
         order = self.endpoints[self._current :] + self.endpoints[: self._current]
@@ -165,12 +198,16 @@ class RpcClient:
                 self._current = self.endpoints.index(endpoint)
                 return results
             except (TemporaryError, DataError) as err:
-                if isinstance(err, RpcError):
-                    raise  # the node understood and refused: another node would too
+                if isinstance(err, RpcError | LocalResourceError):
+                    # RpcError: the node understood and refused, another node would too.
+                    # LocalResourceError: our fault, not this endpoint's; the next would fail too.
+                    raise
                 endpoint.failures += 1
                 last_error = err
+                delivered = delivered or not isinstance(err, NotDelivered)
                 log.warning("rpc endpoint %s failed (%s); trying the next", endpoint.label, err)
-        raise TemporaryError(f"every RPC endpoint failed; last error: {last_error}")
+        failed = NotDelivered if not delivered else TemporaryError
+        raise failed(f"every RPC endpoint failed; last error: {last_error}")
 
     # --- internals ------------------------------------------------------------------------
     async def _verify(self, endpoint: Endpoint) -> None:
@@ -213,11 +250,15 @@ class RpcClient:
 
     async def _with_retries(self, endpoint: Endpoint, requests: Sequence[RpcRequest]) -> list[Any]:
         delays = self.retry.delays()
+        maybe_delivered = False
         for attempt in range(self.retry.attempts):
             try:
                 return await self._post(endpoint, requests)
-            except TemporaryError:
+            except TemporaryError as err:
+                maybe_delivered = maybe_delivered or not isinstance(err, NotDelivered)
                 if attempt == len(delays):
+                    if maybe_delivered and isinstance(err, NotDelivered):
+                        raise TemporaryError(str(err)) from None  # an earlier try may have
                     raise
                 await asyncio.sleep(delays[attempt])
         raise AssertionError("unreachable")
@@ -238,14 +279,24 @@ class RpcClient:
         try:
             async with self._session.post(endpoint.url, json=payload) as response:
                 if response.status in self.retry.retry_http_statuses:
-                    raise TemporaryError(f"{endpoint.label} answered HTTP {response.status}")
+                    # busy, rate-limited or its upstream down: it answered without acting
+                    raise NotDelivered(f"{endpoint.label} answered HTTP {response.status}")
                 if response.status != 200:
                     raise DataError(f"{endpoint.label} answered HTTP {response.status}")
                 body = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            if out_of_descriptors(err):
+                raise self._local_fault(endpoint) from None
+            if not isinstance(err, aiohttp.ClientError | TimeoutError):
+                raise  # another local OSError: as before, the caller sees it as it is
             self._count(requests, "transport_error")
             # The exception text can carry the full URL: only the redacted label goes on.
+            if isinstance(err, aiohttp.ClientConnectorError):  # the request never left
+                raise NotDelivered(f"{endpoint.label}: cannot connect") from None
             raise TemporaryError(f"{endpoint.label}: {type(err).__name__}") from None
+        if self._out_of_descriptors:
+            self._out_of_descriptors = False
+            log.info("file descriptors are available again: RPC requests go out")
         log.debug("rpc %s x%d in %.3fs", methods, len(requests), time.monotonic() - started)
         return self._decode(endpoint, requests, ids, body)
 
@@ -283,6 +334,16 @@ class RpcClient:
                 self.stats.count(request.method, "ok")
                 results.append(item["result"])
         return results
+
+    def _local_fault(self, endpoint: Endpoint) -> LocalResourceError:
+        """Not counted in the stats nor against the endpoint: the request never left this host."""
+        if not self._out_of_descriptors:
+            self._out_of_descriptors = True
+            log.error(
+                "out of file descriptors (EMFILE/ENFILE): RPC requests cannot open a connection; "
+                "raise LimitNOFILE or find what holds them (logged once until they are back)"
+            )
+        return LocalResourceError(f"{endpoint.label}: this host is out of file descriptors")
 
     def _count(self, requests: Sequence[RpcRequest], result: str) -> None:
         for request in requests:

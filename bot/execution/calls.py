@@ -45,6 +45,7 @@ class Call:
     data: bytes
     what: str  # for logs and errors: "swap USDC>WETH on uniswap"
     kind: Literal["approve", "action", "execute"] = "action"
+    covers: tuple[int, ...] = ()  # the plan's action indexes this call carries out
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +168,9 @@ def router_calls(
     """One Router02 call per action, in plan order (approvals are added by the sender)."""
     calls = []
     tokens = settings.tokens
-    for action in plan.actions:
+    for index, action in enumerate(plan.actions):
         router = settings.venues[action.venue].router
+        covers = (index,)
         if isinstance(action, Swap):
             path = [tokens[s].address for s in action.path]
             selector = SWAP_EXACT_FOT if action.fee_on_transfer else SWAP_EXACT
@@ -176,7 +178,8 @@ def router_calls(
                 ["uint256", "uint256", "address[]", "address", "uint256"],
                 [action.amount_in, action.min_out, path, wallet, plan.deadline],
             )
-            calls.append(Call(router, data, f"swap {'>'.join(action.path)} on {action.venue}"))
+            what = f"swap {'>'.join(action.path)} on {action.venue}"
+            calls.append(Call(router, data, what, covers=covers))
         elif isinstance(action, RemoveLiquidity):
             data = REMOVE + encode(
                 ["address", "address", "uint256", "uint256", "uint256", "address", "uint256"],
@@ -190,7 +193,7 @@ def router_calls(
                     plan.deadline,
                 ],
             )
-            calls.append(Call(router, data, f"remove liquidity {action.pool}"))
+            calls.append(Call(router, data, f"remove liquidity {action.pool}", covers=covers))
         else:
             data = ADD + encode(
                 [
@@ -214,7 +217,7 @@ def router_calls(
                     plan.deadline,
                 ],
             )
-            calls.append(Call(router, data, f"add liquidity {action.pool}"))
+            calls.append(Call(router, data, f"add liquidity {action.pool}", covers=covers))
     return calls
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot.planner import AddLiquidity, Plan, RemoveLiquidity, Swap
+from bot.planner import Action, AddLiquidity, Plan, RemoveLiquidity, Swap
 from bot.portfolio import Valuation
 from bot.settings import Settings
 from bot.types import Snapshot
@@ -37,12 +38,17 @@ class Reconciliation:
 
 
 def expected_changes(plan: Plan) -> dict[str, int]:
+    return action_changes(plan.actions)
+
+
+def action_changes(actions: Iterable[Action]) -> dict[str, int]:
+    """Raw change per token (or pool key, for LP tokens) the actions were quoted at."""
     changes: dict[str, int] = {}
 
     def add(name: str, amount: int) -> None:
         changes[name] = changes.get(name, 0) + amount
 
-    for action in plan.actions:
+    for action in actions:
         if isinstance(action, Swap):
             add(action.path[0], -action.amount_in)
             add(action.path[-1], action.expected_out)

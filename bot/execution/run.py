@@ -78,9 +78,9 @@ def plan_calls(
         for token, amount in pulls:
             needs[(token, execution.executor)] = amount
         what = f"execute {len(plan.actions)} actions"
-        return needs, [
-            (Call(execution.executor, data, what, "execute"), plan.gas + EXECUTE_OVERHEAD_GAS)
-        ]
+        every = tuple(range(len(plan.actions)))  # one transaction, all or nothing
+        call = Call(execution.executor, data, what, "execute", covers=every)
+        return needs, [(call, plan.gas + EXECUTE_OVERHEAD_GAS)]
     for spend in router_spends(plan, settings, pairs):
         key = (spend.token, spend.spender)
         needs[key] = needs.get(key, 0) + spend.amount
@@ -95,6 +95,7 @@ async def execute_plan(
     fees: Fees,
     eth_price: float,
     pairs: Mapping[str, str],
+    rebalance_id: int | None = None,
 ) -> Execution:
     """Send the plan and wait for every transaction; raises before signing anything that would
     revert, and before sending anything when the fee caps are exceeded."""
@@ -107,7 +108,7 @@ async def execute_plan(
     check_caps(fees, plan.gas + 50_000 * len(approvals), eth_price, execution)
     mined: list[Mined] = []
     for call in [*approvals, *actions]:
-        pending = await sender.send(call, fees)
+        pending = await sender.send(call, fees, rebalance_id=rebalance_id)
         result = await sender.wait(pending)
         mined.append(result)
         if result.status != 1:
@@ -127,6 +128,7 @@ async def execute_plan_as_bundle(
     eth_price: float,
     pairs: Mapping[str, str],
     max_blocks: int = 5,
+    rebalance_id: int | None = None,
 ) -> Execution:
     """Send the plan as one relay bundle: all of it in one block, in order, or none of it.
 
@@ -140,7 +142,7 @@ async def execute_plan_as_bundle(
     ]
     bundle = [*approvals, *actions]
     check_caps(fees, sum(gas for _, gas in bundle), eth_price, execution)
-    signed = await sender.sign_bundle(bundle, fees)
+    signed = await sender.sign_bundle(bundle, fees, rebalance_id)
     raws = [p.versions[0][1] for p in signed]
     head = int(await sender.rpc.call("eth_blockNumber"), 16)
     try:

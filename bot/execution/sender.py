@@ -21,7 +21,7 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
-from bot.chain.rpc import RetryPolicy, RpcClient, RpcError
+from bot.chain.rpc import NotDelivered, RetryPolicy, RpcClient, RpcError
 from bot.errors import Halt, SkipCycle, TemporaryError
 from bot.execution.calls import Call
 from bot.execution.fees import GWEI, Fees, assert_signable
@@ -38,6 +38,11 @@ class SimulationReverted(SkipCycle):
 
 class SendRejected(SkipCycle):
     """The node refused the signed transaction; its nonce is free again."""
+
+
+class NotSent(TemporaryError):
+    """No endpoint could be reached to send it: it never left, its nonce is free. A failed
+    cycle, not a skip: an endpoint that stays down trips the circuit breaker."""
 
 
 class PrivateNotResent(SkipCycle):
@@ -59,6 +64,8 @@ class Pending:
     versions: list[tuple[str, bytes]] = field(default_factory=list)  # (hash, raw), newest last
     sent_block: int = 0
     private: bool = False
+    rebalance_id: int | None = None
+    covers: tuple[int, ...] = ()  # the plan's actions it carries out (none for a cancel)
 
     @property
     def tx_hash(self) -> str:
@@ -171,7 +178,9 @@ class Sender:
             raise SimulationReverted(f"{call.what} would revert: {err.rpc_message}") from None
         return int(estimate, 16)
 
-    async def send(self, call: Call, fees: Fees, value: int = 0) -> Pending:
+    async def send(
+        self, call: Call, fees: Fees, value: int = 0, rebalance_id: int | None = None
+    ) -> Pending:
         """Simulate, sign, journal, send. The nonce is only used if the node accepts it."""
         async with self._lock:
             gas = int(await self.simulate(call, value) * self.settings.gas_limit_margin)
@@ -188,11 +197,21 @@ class Sender:
             }
             if call.to:
                 tx["to"] = call.to
-            pending = Pending(nonce, call.what, tx, fees, private=self.private_rpc is not None)
+            pending = Pending(
+                nonce,
+                call.what,
+                tx,
+                fees,
+                private=self.private_rpc is not None,
+                rebalance_id=rebalance_id,
+                covers=call.covers,
+            )
             await self._sign_and_send(pending, replaces=None)
             return pending
 
-    async def sign_bundle(self, calls: list[tuple[Call, int]], fees: Fees) -> list[Pending]:
+    async def sign_bundle(
+        self, calls: list[tuple[Call, int]], fees: Fees, rebalance_id: int | None = None
+    ) -> list[Pending]:
         """Sign calls with consecutive nonces and fixed gas limits, journaled, not broadcast.
 
         For a relay bundle: later calls depend on earlier ones (an approval, then the swap), so
@@ -213,7 +232,15 @@ class Sender:
                     "maxFeePerGas": fees.max_fee,
                     "maxPriorityFeePerGas": fees.max_priority_fee,
                 }
-                pending = Pending(nonce + offset, call.what, tx, fees, private=True)
+                pending = Pending(
+                    nonce + offset,
+                    call.what,
+                    tx,
+                    fees,
+                    private=True,
+                    rebalance_id=rebalance_id,
+                    covers=call.covers,
+                )
                 assert_signable(tx, self.settings)
                 raw, tx_hash = self.signer.sign(tx)
                 self.journal.record_signed(
@@ -226,6 +253,8 @@ class Sender:
                     fees.max_priority_fee,
                     True,
                     unsigned=tx,
+                    rebalance_id=rebalance_id,
+                    covers=call.covers,
                 )
                 pending.versions.append((tx_hash, raw))
                 out.append(pending)
@@ -245,6 +274,8 @@ class Sender:
             pending.private,
             replaces,
             pending.tx,
+            pending.rebalance_id,
+            pending.covers,
         )
         pending.versions.append((tx_hash, raw))
         try:
@@ -253,6 +284,15 @@ class Sender:
             pending.versions.pop()
             self.journal.set_status(tx_hash, "failed")
             raise SendRejected(f"the node refused {pending.what}: {err.rpc_message}") from None
+        except NotDelivered as err:
+            # it never left this host: nothing to watch for, and its nonce is free again
+            pending.versions.pop()
+            self.journal.set_status(tx_hash, "failed")
+            where = "private endpoint" if pending.private and self.private_rpc else "endpoint"
+            raise NotSent(
+                f"{pending.what} was not sent: no {where} could be reached ({err}); "
+                "nothing went out"
+            ) from None
         except TemporaryError:
             # It may have gone out: the watcher looks it up by hash and re-sends the same bytes.
             log.warning(
@@ -270,6 +310,8 @@ class Sender:
             try:
                 await self.private_rpc.call("eth_sendRawTransaction", "0x" + raw.hex())
                 return
+            except RpcError:
+                raise  # refused, not down: the public mempool is no answer to that
             except TemporaryError:
                 if not self.settings.private_fallback_to_public:
                     raise
@@ -339,6 +381,8 @@ class Sender:
                         log.warning("re-sending %s was refused (%s)", pending.what, err.rpc_message)
                         if await self._replace(pending, head):
                             replaced += 1
+                    except TemporaryError as err:  # it went out once; try again next poll
+                        log.warning("re-sending %s failed (%s); trying again", pending.what, err)
                 elif head - pending.sent_block >= settings.stuck_blocks and await self._replace(
                     pending, head
                 ):
@@ -439,6 +483,7 @@ class Sender:
             bumped,
             versions=list(pending.versions),
             private=pending.private,
+            rebalance_id=pending.rebalance_id,  # its gas is the rebalance's; it carries out nothing
         )
         await self._sign_and_send(cancel, replaces=pending.tx_hash)
         return cancel

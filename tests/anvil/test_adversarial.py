@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 import subprocess
@@ -23,6 +22,7 @@ from bot.paths import ROOT
 from bot.settings import load_settings
 from tests.conftest import Chain
 from tests.evm import mapping_slot, word
+from tests.faults import Faults
 from tests.keeper_helpers import keeper_settings, make_keeper
 
 pytestmark = pytest.mark.adversarial
@@ -39,44 +39,60 @@ def set_reserves(chain: Chain, key: str, reserve0: int, reserve1: int) -> None:
 
 
 async def test_a_storage_write_that_moves_spot_off_the_twap_stops_trading_through_that_pool(
-    chain: Chain, tmp_path: Path
+    chain: Chain, tmp_path: Path, faults: Faults
 ) -> None:
     settings = keeper_settings(chain.url, tmp_path)
     chain.rpc("anvil_mine", hex(settings.valuation.twap_window_seconds // 12 + 5), hex(12))
+    watch = faults.watch(chain)
     pool = chain.pool("uniswap:LINK/WETH")
     r0, r1 = int(pool["reserve0"]), int(pool["reserve1"])
     set_reserves(chain, "uniswap:LINK/WETH", r0, r1 * 3 // 2)  # a whale, or a manipulated slot
     journal = Journal(tmp_path / "j.sqlite")
     keeper_address = chain.manifest["keeper"]["address"]
     nonce = chain.w3.eth.get_transaction_count(keeper_address)
-    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper,
+    ):
         result = await keeper.cycle()
     assert result.status == "skipped"
     assert "price guard: uniswap:LINK/WETH" in (result.reason or "")
     assert chain.w3.eth.get_transaction_count(keeper_address) == nonce
+    watch.finish(executions=0)
 
 
-async def test_no_twap_with_refuse_policy_refuses(chain: Chain, tmp_path: Path) -> None:
+async def test_no_twap_with_refuse_policy_refuses(
+    chain: Chain, tmp_path: Path, faults: Faults
+) -> None:
+    watch = faults.watch(chain)
     settings = keeper_settings(chain.url, tmp_path)
     settings = settings.model_copy(
         update={"valuation": settings.valuation.model_copy(update={"missing_twap": "refuse"})}
     )
     journal = Journal(tmp_path / "j.sqlite")
-    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper,
+    ):
         result = await keeper.cycle()  # the fresh fixture chain has no state a window back
     assert result.status == "skipped"
     assert "no TWAP for this pool" in (result.reason or "")
+    watch.finish(executions=0)
 
 
 async def test_eth_too_low_for_gas_halts_without_a_retry_storm(
-    chain: Chain, tmp_path: Path
+    chain: Chain, tmp_path: Path, faults: Faults
 ) -> None:
     keeper_address = chain.manifest["keeper"]["address"]
     chain.rpc("anvil_setBalance", keeper_address, hex(10**12))
+    watch = faults.watch(chain)
     settings = keeper_settings(chain.url, tmp_path)
     journal = Journal(tmp_path / "j.sqlite")
     metrics = Metrics()
-    async with make_keeper(settings, "live", journal, metrics, chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "live", journal, metrics, chain.manifest) as keeper,
+    ):
         first = await keeper.cycle()
         second = await keeper.cycle()
     assert first.status == "failed"
@@ -84,21 +100,27 @@ async def test_eth_too_low_for_gas_halts_without_a_retry_storm(
     assert second.status == "halted"
     assert metrics.halted._value.get() == 1
     assert chain.w3.eth.get_transaction_count(keeper_address) == 0
+    watch.finish(executions=0)
 
 
 async def test_a_balance_removed_before_sending_sends_nothing(
-    chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults: Faults
 ) -> None:
+    watch = faults.watch(chain)
     settings = keeper_settings(chain.url, tmp_path)
     keeper_address = chain.manifest["keeper"]["address"]
     journal = Journal(tmp_path / "j.sqlite")
-    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper,
+    ):
         assert keeper.reader is not None
         original = keeper.reader.snapshot
 
         async def then_drain() -> Any:
             snapshot = await original()
             for symbol in ("USDC", "USDT", "DAI", "WETH"):  # someone empties the wallet meanwhile
+                watch.injected(symbol, -watch.balance(symbol))
                 slot = mapping_slot(keeper_address, 3 if symbol == "WETH" else 0)
                 chain.rpc("anvil_setStorageAt", chain.token(symbol), hex(slot), word(0))
             return snapshot
@@ -108,7 +130,6 @@ async def test_a_balance_removed_before_sending_sends_nothing(
     assert result.status == "skipped"
     assert "would revert" in (result.reason or "")
     (row,) = journal.rebalances()
-    assert row["status"] == "not_sent"
     # approvals may have gone out; no swap did, and no nonce was burnt by a failed send
     nonce = chain.w3.eth.get_transaction_count(keeper_address)
     mined = [
@@ -116,18 +137,29 @@ async def test_a_balance_removed_before_sending_sends_nothing(
     ]
     assert len(mined) == nonce
     assert all(r.what.startswith(("approve", "reset")) for r in mined)
+    # the record follows the chain: approvals mined make it partial, with no action executed
+    assert row["status"] == ("partial" if mined else "not_sent")
+    assert all(not check["actions"] for check in row["checks"] or [])
+    watch.finish(executions=0)  # approvals are not counted as executions
 
 
-async def test_a_rebase_between_cycles_shows_in_reconcile(chain: Chain, tmp_path: Path) -> None:
+async def test_a_rebase_between_cycles_shows_in_reconcile(
+    chain: Chain, tmp_path: Path, faults: Faults
+) -> None:
+    watch = faults.watch(chain)
     settings = keeper_settings(chain.url, tmp_path)
     journal_path = tmp_path / "j.sqlite"
     journal = Journal(journal_path)
-    async with make_keeper(settings, "dry-run", journal, Metrics(), chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "dry-run", journal, Metrics(), chain.manifest) as keeper,
+    ):
         await keeper.cycle()
     journal.close()
     keeper_address = chain.manifest["keeper"]["address"]
     usdc = chain.token("USDC")
     held = int(chain.manifest["wallet"]["tokens"]["USDC"])
+    watch.injected("USDC", held + 1_234_567 - watch.balance("USDC"))
     chain.rpc(
         "anvil_setStorageAt", usdc, hex(mapping_slot(keeper_address, 0)), word(held + 1_234_567)
     )  # a rebase
@@ -150,16 +182,24 @@ async def test_a_rebase_between_cycles_shows_in_reconcile(chain: Chain, tmp_path
         timeout=60,
         check=False,
     )
+    faults.process(result.stderr)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["differences"] == {"USDC": "1234567"}
+    watch.finish(executions=0)
 
 
-async def test_a_locked_journal_halts_before_any_trade(chain: Chain, tmp_path: Path) -> None:
+async def test_a_locked_journal_halts_before_any_trade(
+    chain: Chain, tmp_path: Path, faults: Faults
+) -> None:
+    watch = faults.watch(chain)
     settings = keeper_settings(chain.url, tmp_path)
     path = tmp_path / "j.sqlite"
     journal = Journal(path)
     keeper_address = chain.manifest["keeper"]["address"]
-    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper,
+    ):
         locker = sqlite3.connect(path, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")  # another process holds the journal
         try:
@@ -169,6 +209,7 @@ async def test_a_locked_journal_halts_before_any_trade(chain: Chain, tmp_path: P
             locker.execute("ROLLBACK")
             locker.close()
     assert chain.w3.eth.get_transaction_count(keeper_address) == 0
+    watch.finish(executions=0)
 
 
 # --- fuzzing ------------------------------------------------------------------------------------
@@ -180,7 +221,8 @@ FUZZ = settings(
 
 @FUZZ
 @given(st.data())
-def test_config_parsing_never_crashes(tmp_path: Path, data: st.DataObject) -> None:
+def test_config_parsing_never_crashes(tmp_path: Path, faults: Faults, data: st.DataObject) -> None:
+    faults.not_applicable("loss", "duplicates", why="a config parser: nothing reaches a chain")
     lines = LOCAL.splitlines()
     index = data.draw(st.integers(0, len(lines) - 1))
     replacement = data.draw(
@@ -193,11 +235,10 @@ def test_config_parsing_never_crashes(tmp_path: Path, data: st.DataObject) -> No
     )
     path = tmp_path / "fuzz.toml"
     path.write_text("\n".join([*lines[:index], replacement, *lines[index + 1 :]]))
-    try:
+    with faults.fuzz(ConfigError) as refused:  # any other exception escaped, and is counted
         load_settings(path)
-    except ConfigError as err:
-        message = str(err)
-        assert message  # a clear message, never another exception
+    if refused.error is not None:
+        assert str(refused.error)  # a clear message
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +255,9 @@ async def reader_and_answer(anvil_chain: Chain) -> Any:
 @FUZZ
 @given(st.data())
 def test_reader_decoding_never_yields_a_wrong_number(
-    reader_and_answer: Any, data: st.DataObject
+    reader_and_answer: Any, faults: Faults, data: st.DataObject
 ) -> None:
+    faults.not_applicable("loss", "duplicates", why="decoding only: nothing is sent")
     reader, answer = reader_and_answer
     raw = bytearray(bytes.fromhex(answer[2:]))
     kind = data.draw(st.sampled_from(["truncate", "flip", "garbage"]))
@@ -226,9 +268,9 @@ def test_reader_decoding_never_yields_a_wrong_number(
         raw[position] ^= data.draw(st.integers(1, 255))
     else:
         raw = bytearray(data.draw(st.binary(max_size=300)))
-    try:
+    with faults.fuzz(DataError) as refused:
         header, words, failed = reader._words("0x" + raw.hex(), True, "fuzzed")
-    except DataError:
+    if refused.error is not None:
         return  # refused, with a message: the cycle is skipped
     # anything that decodes must still be the right shape; flipped value bytes decode as
     # numbers, so the snapshot's own checks (block number, token addresses) catch them
@@ -245,22 +287,24 @@ def test_reader_decoding_never_yields_a_wrong_number(
         st.sampled_from([b"[]", b"{}", b"null", b'[{"id": 1}]', b'{"jsonrpc": "2.0"}']),
     )
 )
-def test_rpc_answers_never_crash_the_client(body: bytes) -> None:
+def test_rpc_answers_never_crash_the_client(faults: Faults, body: bytes) -> None:
     from bot.chain.rpc import Endpoint
 
+    faults.not_applicable("loss", "duplicates", why="decoding only: nothing is sent")
     client = RpcClient(["http://127.0.0.1:1"], chain_id=1)
     # a clear, typed error (retried or skipped by the caller), or a result: never a crash
-    with contextlib.suppress(RebalancerError):
+    with faults.fuzz(RebalancerError):
         client._decode(Endpoint("http://127.0.0.1:1"), [RpcRequest("eth_blockNumber")], [1], body)
 
 
 async def test_a_transaction_signed_but_never_sent_is_not_sent_after_a_crash(
-    chain: Chain, tmp_path: Path
+    chain: Chain, tmp_path: Path, faults: Faults
 ) -> None:
     from eth_account import Account
 
     from bot.execution.calls import approve_data
 
+    watch = faults.watch(chain)
     keeper_address = chain.manifest["keeper"]["address"]
     journal = Journal(tmp_path / "j.sqlite")
     # the crash came after the journal write and before eth_sendRawTransaction
@@ -289,14 +333,17 @@ async def test_a_transaction_signed_but_never_sent_is_not_sent_after_a_crash(
         unsigned=tx,
     )
     settings = keeper_settings(chain.url, tmp_path)
-    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest):
+    async with faults.escaped(), make_keeper(settings, "live", journal, Metrics(), chain.manifest):
         pass  # starting up runs the recovery
     assert journal.get(tx_hash).status == "failed"  # type: ignore[union-attr]
     assert chain.rpc("eth_getTransactionByHash", tx_hash) is None
     assert chain.w3.eth.get_transaction_count(keeper_address) == 0
+    watch.finish(executions=0)
 
 
-async def test_a_passed_deadline_reverts_and_is_not_resent(chain: Chain, tmp_path: Path) -> None:
+async def test_a_passed_deadline_reverts_and_is_not_resent(
+    chain: Chain, tmp_path: Path, faults: Faults
+) -> None:
     import time as clock
 
     from bot.execution.calls import router_calls
@@ -305,6 +352,7 @@ async def test_a_passed_deadline_reverts_and_is_not_resent(chain: Chain, tmp_pat
     from bot.status import read_and_value
     from tests.anvil.test_sender import miner, sender_for, settings_for
 
+    watch = faults.watch(chain)
     settings = settings_for(chain, confirmations=1)
     keeper_address = chain.manifest["keeper"]["address"]
     snapshot, view = await read_and_value(settings)
@@ -332,10 +380,11 @@ async def test_a_passed_deadline_reverts_and_is_not_resent(chain: Chain, tmp_pat
         keeper_address,
     )
     call = router_calls(proposed, settings, pairs, keeper_address)[0]
+    watch.allow_actions([swap], settings.execution.slippage_bps)
     journal = Journal(tmp_path / "j.sqlite")
     chain.rpc("evm_setAutomine", False)
     try:
-        async with sender_for(chain, journal, settings) as sender:
+        async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(call, await suggest_fees(sender.rpc, settings.execution))
             chain.rpc(
                 "evm_increaseTime", settings.execution.deadline_seconds + 600
@@ -360,17 +409,19 @@ async def test_a_passed_deadline_reverts_and_is_not_resent(chain: Chain, tmp_pat
         {"LINK": 5_000.0, "usd": -5_000.0},
         max(int(clock.time()), snapshot.timestamp),
     )
-    async with sender_for(chain, journal, settings) as sender:
+    watch.allow_actions(again.actions[:1], settings.execution.slippage_bps)
+    async with faults.escaped(), sender_for(chain, journal, settings) as sender:
         retry = router_calls(again, settings, pairs, keeper_address)[0]
         assert (
             await sender.wait(
                 await sender.send(retry, await suggest_fees(sender.rpc, settings.execution))
             )
         ).status == 1
+    watch.finish(executions=1)  # the expired attempt reverted; the fresh plan ran once
 
 
 async def test_two_triggers_at_once_send_one_at_a_time_in_nonce_order(
-    chain: Chain, tmp_path: Path
+    chain: Chain, tmp_path: Path, faults: Faults
 ) -> None:
     import asyncio
 
@@ -380,25 +431,30 @@ async def test_two_triggers_at_once_send_one_at_a_time_in_nonce_order(
     settings = settings_for(chain, confirmations=1)
     journal = Journal(tmp_path / "j.sqlite")
     deployer = chain.manifest["deployer"]
-    async with sender_for(chain, journal, settings) as sender:
+    watch = faults.watch(chain)
+    symbols = ["USDC", "USDT", "DAI", "LINK", "WBTC"]
+    for symbol in symbols:
+        watch.allow(symbol, -1)
+    async with faults.escaped(), sender_for(chain, journal, settings) as sender:
         fees = await suggest_fees(sender.rpc, settings.execution)
-        symbols = ["USDC", "USDT", "DAI", "LINK", "WBTC"]
         sent = await asyncio.gather(
             *(sender.send(transfer_call(chain, s, deployer, 1), fees) for s in symbols)
         )
         mined = [await sender.wait(p) for p in sent]
     assert sorted(p.nonce for p in sent) == list(range(len(symbols)))
     assert all(m.status == 1 for m in mined)
+    watch.finish(executions=len(symbols))
 
 
 async def test_502_and_timeouts_fail_over_without_consuming_anything(
-    chain: Chain, tmp_path: Path
+    chain: Chain, tmp_path: Path, faults: Faults
 ) -> None:
     from bot.chain.rpc import RetryPolicy
     from tests.proxy import RpcProxy
 
+    watch = faults.watch(chain)
     settings = load_settings(ROOT / "config" / "local.toml", rpc_url=chain.url)
-    async with RpcProxy(chain.url) as bad, RpcProxy(chain.url) as slow:
+    async with faults.escaped(), RpcProxy(chain.url) as bad, RpcProxy(chain.url) as slow:
         bad.status = 502
         slow.delay = 2.0
         policy = RetryPolicy(attempts=2, backoff_seconds=0.01, timeout_seconds=0.5)
@@ -411,11 +467,13 @@ async def test_502_and_timeouts_fail_over_without_consuming_anything(
     assert failures[1] >= 1
     assert failures[2] == 0
     assert snapshot.balance("USDC") == int(chain.manifest["wallet"]["tokens"]["USDC"])
+    watch.finish(executions=0)
 
 
 async def test_gas_above_the_cap_waits_alerts_and_sends_nothing(
-    chain: Chain, tmp_path: Path
+    chain: Chain, tmp_path: Path, faults: Faults
 ) -> None:
+    watch = faults.watch(chain)
     settings = keeper_settings(chain.url, tmp_path)
     settings = settings.model_copy(
         update={"execution": settings.execution.model_copy(update={"max_gas_cost": 0.0001})}
@@ -423,21 +481,31 @@ async def test_gas_above_the_cap_waits_alerts_and_sends_nothing(
     journal = Journal(tmp_path / "j.sqlite")
     metrics = Metrics()
     keeper_address = chain.manifest["keeper"]["address"]
-    async with make_keeper(settings, "live", journal, metrics, chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "live", journal, metrics, chain.manifest) as keeper,
+    ):
         result = await keeper.cycle()
     assert result.status == "skipped"
     assert "waiting" in (result.reason or "")
     assert metrics.gas_cap_hits._value.get() == 1
-    assert journal.rebalances()[0]["status"] == "waiting_gas"
+    assert journal.rebalances()[0]["status"] == "not_sent"
     assert chain.w3.eth.get_transaction_count(keeper_address) == 0
+    watch.finish(executions=0)
 
 
-async def test_a_full_disk_halts_before_any_trade(chain: Chain, tmp_path: Path) -> None:
+async def test_a_full_disk_halts_before_any_trade(
+    chain: Chain, tmp_path: Path, faults: Faults
+) -> None:
+    watch = faults.watch(chain)
     settings = keeper_settings(chain.url, tmp_path)
     path = tmp_path / "j.sqlite"
     journal = Journal(path)
     keeper_address = chain.manifest["keeper"]["address"]
-    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper,
+    ):
         # SQLite's own "database or disk is full": no page may be added from here on
         pages = journal._db.execute("PRAGMA page_count").fetchone()[0]
         journal._db.execute(f"PRAGMA max_page_count = {pages}")
@@ -449,16 +517,18 @@ async def test_a_full_disk_halts_before_any_trade(chain: Chain, tmp_path: Path) 
         with pytest.raises(Halt, match="disk is full"):
             await until_a_write_fails()
     assert chain.w3.eth.get_transaction_count(keeper_address) == 0
+    watch.finish(executions=0)
 
 
 async def test_a_pool_with_no_trades_for_hours_is_refused_when_configured(
-    chain: Chain, tmp_path: Path
+    chain: Chain, tmp_path: Path, faults: Faults
 ) -> None:
     settings = keeper_settings(chain.url, tmp_path)
     chain.rpc("anvil_mine", hex(settings.valuation.twap_window_seconds // 12 + 5), hex(12))
     head = int(chain.rpc("eth_getBlockByNumber", "latest", False)["timestamp"], 16)
     chain.rpc("evm_setNextBlockTimestamp", head + 2 * 3600)  # two quiet hours for every pool
     chain.rpc("evm_mine")
+    watch = faults.watch(chain)
     for policy, expected in (("allow", "rebalanced"), ("refuse", "skipped")):
         configured = settings.model_copy(
             update={
@@ -468,8 +538,12 @@ async def test_a_pool_with_no_trades_for_hours_is_refused_when_configured(
             }
         )
         journal = Journal(tmp_path / f"{policy}.sqlite")
-        async with make_keeper(configured, "dry-run", journal, Metrics(), chain.manifest) as keeper:
+        async with (
+            faults.escaped(),
+            make_keeper(configured, "dry-run", journal, Metrics(), chain.manifest) as keeper,
+        ):
             result = await keeper.cycle()
         assert result.status == expected, result.reason
         if policy == "refuse":
             assert "no trade for" in (result.reason or "")
+    watch.finish(executions=0)  # dry-run: nothing sent

@@ -12,7 +12,7 @@ from bot.chain.rpc import RpcClient
 from bot.execution.fees import suggest_fees
 from bot.execution.relay import BundleRelay, BundleReverted
 from bot.execution.run import execute_plan_as_bundle
-from bot.execution.sender import Sender
+from bot.execution.sender import NotSent, Sender
 from bot.execution.signer import Signer
 from bot.journal import Journal
 from bot.planner import plan
@@ -20,6 +20,7 @@ from bot.status import read_and_value
 from tests.anvil.test_sender import settings_for, transfer_call
 from tests.conftest import Chain
 from tests.fake_relay import FakeRelay
+from tests.faults import Faults, adversarial
 from tests.proxy import RpcProxy
 
 
@@ -49,7 +50,11 @@ async def test_a_plan_lands_as_one_bundle_in_one_block(chain: Chain, tmp_path: P
         assert unit.weight == pytest.approx(proposed.post_weights[unit.unit], abs=1e-6)
 
 
-async def test_a_reverting_bundle_sends_nothing(chain: Chain, tmp_path: Path) -> None:
+@adversarial
+async def test_a_reverting_bundle_sends_nothing(
+    chain: Chain, tmp_path: Path, faults: Faults
+) -> None:
+    watch = faults.watch(chain)
     settings = settings_for(chain, confirmations=1)
     snapshot, view = await read_and_value(settings)
     proposed = plan(
@@ -66,7 +71,11 @@ async def test_a_reverting_bundle_sends_nothing(chain: Chain, tmp_path: Path) ->
     keeper = chain.manifest["keeper"]["address"]
     nonce = chain.w3.eth.get_transaction_count(keeper)
     journal = Journal(tmp_path / "j.sqlite")
-    async with FakeRelay(chain.url) as relay_server, RpcClient([chain.url], chain_id=31337) as rpc:
+    async with (
+        faults.escaped(),
+        FakeRelay(chain.url) as relay_server,
+        RpcClient([chain.url], chain_id=31337) as rpc,
+    ):
         sender = Sender(
             rpc,
             Signer(Account.from_key(chain.manifest["keeper"]["private_key"])),
@@ -88,14 +97,22 @@ async def test_a_reverting_bundle_sends_nothing(chain: Chain, tmp_path: Path) ->
     assert [m for m, _ in relay_server.calls] == ["eth_callBundle"]
     assert chain.w3.eth.get_transaction_count(keeper) == nonce
     assert journal.open_transactions(keeper) == []
+    watch.finish(executions=0)
 
 
+@adversarial
 async def test_a_private_transaction_never_falls_back_to_public(
-    chain: Chain, tmp_path: Path
+    chain: Chain, tmp_path: Path, faults: Faults
 ) -> None:
+    watch = faults.watch(chain)
+    watch.allow("USDC", -3)  # one transfer, sent once: by the public fallback when allowed
     keeper = chain.manifest["keeper"]["address"]
     signer = Signer(Account.from_key(chain.manifest["keeper"]["private_key"]))
-    async with RpcProxy(chain.url) as public, RpcProxy(chain.url) as private_proxy:
+    async with (
+        faults.escaped(),
+        RpcProxy(chain.url) as public,
+        RpcProxy(chain.url) as private_proxy,
+    ):
         private_proxy.status = 502  # the private endpoint is down
         for allow, expect_public in ((False, False), (True, True)):
             settings = settings_for(chain, confirmations=1, private_fallback_to_public=allow)
@@ -114,10 +131,13 @@ async def test_a_private_transaction_never_falls_back_to_public(
                     pending = await sender.send(call, fees)
                     assert (await sender.wait(pending)).status == 1
                 else:
-                    # The private send got no answer: it stays journaled for the watcher to
-                    # re-send through the private endpoint, and nothing reaches the public one.
-                    pending = await sender.send(call, fees)
-                    assert await rpc.call("eth_getTransactionByHash", pending.tx_hash) is None
+                    # The private endpoint answered 502: the transaction was not taken up, so it
+                    # is journaled failed (its nonce free) and nothing reaches the public one.
+                    with pytest.raises(NotSent, match="no private endpoint could be reached"):
+                        await sender.send(call, fees)
+                    (record,) = journal.by_nonce(keeper, await sender.next_nonce())
+                    assert record.status == "failed"
+                    assert await rpc.call("eth_getTransactionByHash", record.tx_hash) is None
             raw_sends = [
                 r
                 for batch in public.requests
@@ -126,6 +146,7 @@ async def test_a_private_transaction_never_falls_back_to_public(
             ]
             assert bool(raw_sends) is expect_public
         assert chain.w3.eth.get_transaction_count(keeper) >= 1
+    watch.finish(executions=1)
 
 
 async def test_a_dropped_private_transaction_is_not_resent_publicly(

@@ -17,6 +17,7 @@ from bot.journal import Journal
 from bot.metrics import Metrics
 from bot.paths import ROOT
 from tests.conftest import Chain
+from tests.faults import Faults, adversarial
 from tests.keeper_helpers import keeper_settings, make_keeper
 
 
@@ -182,7 +183,9 @@ def test_run_json_prints_one_object_per_cycle(chain: Chain, tmp_path: Path) -> N
     assert "stopped after 2 cycles" in done.stderr
 
 
-async def test_one_keeper_per_journal(chain: Chain, tmp_path: Path) -> None:
+@adversarial
+async def test_one_keeper_per_journal(chain: Chain, tmp_path: Path, faults: Faults) -> None:
+    watch = faults.watch(chain)  # two paper keepers and a refused deployment: nothing on chain
     settings = keeper_settings(chain.url, tmp_path)
     path = tmp_path / "j.sqlite"
     first = Journal(path)
@@ -209,6 +212,7 @@ async def test_one_keeper_per_journal(chain: Chain, tmp_path: Path) -> None:
             "1",
         )
         one_line_error(started, "in use by another keeper", f"pid {os.getpid()}")
+        faults.process(started.stderr)
         deployed = cli(
             "deploy-executor",
             "--config",
@@ -220,6 +224,7 @@ async def test_one_keeper_per_journal(chain: Chain, tmp_path: Path) -> None:
             key=chain.manifest["keeper"]["private_key"],
         )
         one_line_error(deployed, "in use by another keeper")
+        faults.process(deployed.stderr)
         # readers still read while it runs
         history = cli("history", "--journal", str(path), "--json")
         assert history.returncode == 0
@@ -227,6 +232,7 @@ async def test_one_keeper_per_journal(chain: Chain, tmp_path: Path) -> None:
     # released on exit: the next keeper starts
     async with make_keeper(settings, "paper", second, Metrics(), chain.manifest) as keeper:
         assert (await keeper.cycle()).status in {"skipped", "rebalanced"}
+    watch.finish(executions=0)
 
 
 async def test_a_rebalance_points_at_its_cycle(chain: Chain, tmp_path: Path) -> None:

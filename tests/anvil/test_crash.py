@@ -14,7 +14,11 @@ import pytest
 
 from bot.journal import Journal
 from bot.paths import ROOT
+from bot.settings import load_settings
 from tests.conftest import Chain
+from tests.faults import Faults, adversarial
+
+SLIPPAGE_BPS = load_settings(ROOT / "config" / "local.toml").execution.slippage_bps
 
 
 def keeper(chain: Chain, journal: Path, cycles: int) -> subprocess.Popen[str]:
@@ -50,10 +54,12 @@ def keeper(chain: Chain, journal: Path, cycles: int) -> subprocess.Popen[str]:
     )
 
 
+@adversarial
 @pytest.mark.parametrize("lost_in_the_pool", [False, True])
 def test_kill_9_with_a_transaction_pending(
-    chain: Chain, tmp_path: Path, lost_in_the_pool: bool
+    chain: Chain, tmp_path: Path, lost_in_the_pool: bool, faults: Faults
 ) -> None:
+    watch = faults.watch(chain)
     journal_path = tmp_path / "journal.sqlite"
     keeper_address = chain.manifest["keeper"]["address"]
     chain.rpc("evm_setAutomine", False)
@@ -73,7 +79,7 @@ def test_kill_9_with_a_transaction_pending(
             time.sleep(0.1)
         assert pending, "the keeper never sent a transaction"
         first.send_signal(signal.SIGKILL)  # after sending, before recording the outcome
-        first.communicate(timeout=10)
+        faults.process(first.communicate(timeout=10)[1])
         if lost_in_the_pool:
             chain.rpc("anvil_dropTransaction", pending[0])
         else:
@@ -83,6 +89,7 @@ def test_kill_9_with_a_transaction_pending(
 
     second = keeper(chain, journal_path, 2)
     _, err = second.communicate(timeout=180)
+    faults.process(err)
     assert second.returncode == 0, err
 
     journal = Journal(journal_path)
@@ -98,11 +105,14 @@ def test_kill_9_with_a_transaction_pending(
     assert journal.open_transactions(keeper_address) == []
     assert pending[0] in {r.tx_hash for r in mined}  # the first one was settled, not redone
     statuses = sorted(row["status"] for row in journal.rebalances())
-    # the killed run left its attempt on record; the restart executed the rebalance once
-    assert statuses == ["executed", "started"]
+    # the killed run's attempt is settled from the chain at the restart: its first
+    # transaction mined, the rest of that plan was never sent; the restart rebalanced once
+    assert statuses == ["executed", "partial"]
+    watch.finish(executions=watch.allow_journal(journal, SLIPPAGE_BPS))
 
 
-async def test_kill_9_with_a_bundle_pending(chain: Chain, tmp_path: Path) -> None:
+@adversarial
+async def test_kill_9_with_a_bundle_pending(chain: Chain, tmp_path: Path, faults: Faults) -> None:
     """The relay accepts the bundle and never lands it; the keeper is killed while it waits.
     On restart the bundle's transactions are settled as dropped once their blocks are past,
     never re-sent through the public mempool, and the next plan executes once."""
@@ -111,6 +121,7 @@ async def test_kill_9_with_a_bundle_pending(chain: Chain, tmp_path: Path) -> Non
 
     from tests.fake_relay import FakeRelay
 
+    watch = faults.watch(chain)
     journal_path = tmp_path / "journal.sqlite"
     keeper_address = chain.manifest["keeper"]["address"]
     env = {
@@ -167,6 +178,8 @@ async def test_kill_9_with_a_bundle_pending(chain: Chain, tmp_path: Path) -> Non
         assert sent, "the keeper never sent its bundle"
         first.kill()  # kill -9 while the bundle is pending
         await first.wait()
+        assert first.stderr is not None
+        faults.process(await first.stderr.read())
         relay.include = True
         miner = asyncio.create_task(mine_forever())
         try:
@@ -176,6 +189,7 @@ async def test_kill_9_with_a_bundle_pending(chain: Chain, tmp_path: Path) -> Non
             miner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await miner
+    faults.process(err)
     assert second.returncode == 0, err.decode()
     journal = Journal(journal_path)
     for tx_hash in sent:
@@ -194,5 +208,6 @@ async def test_kill_9_with_a_bundle_pending(chain: Chain, tmp_path: Path) -> Non
     assert sorted(r.nonce for r in mined) == list(range(nonce))  # every used nonce, once
     statuses = [row["status"] for row in journal.rebalances()]  # newest first
     reasons = [c["reason"] for c in journal.cycles()]
-    assert statuses[-1] == "started", statuses  # the killed attempt, on record
+    assert statuses[-1] == "not_sent", statuses  # the killed attempt: its bundle never landed
     assert statuses.count("executed") == 1, (statuses, reasons)  # and one execution after it
+    watch.finish(executions=watch.allow_journal(journal, SLIPPAGE_BPS))

@@ -17,6 +17,7 @@ from bot.planner import AddLiquidity, Plan, plan
 from bot.settings import Settings, load_settings
 from bot.status import read_and_value
 from tests.conftest import Chain
+from tests.faults import Faults, adversarial
 from tests.helpers import contract, send
 
 LP_TARGETS = {"uniswap:USDC/WETH": 0.02, "sushiswap:WBTC/WETH": 0.20}
@@ -114,9 +115,11 @@ async def test_vault_mode_runs_the_whole_plan_in_one_transaction(chain: Chain) -
     )
 
 
-async def test_a_failing_last_step_reverts_every_step(chain: Chain) -> None:
+@adversarial
+async def test_a_failing_last_step_reverts_every_step(chain: Chain, faults: Faults) -> None:
     executor = deploy_executor(chain)
     move_everything(chain, executor)
+    watch = faults.watch(chain, holder=executor)  # vault mode: the executor holds the funds
     settings = settings_for(chain, executor)
     proposed, _ = await four_kinds_plan(settings)
     last = proposed.actions[-1]
@@ -128,7 +131,9 @@ async def test_a_failing_last_step_reverts_every_step(chain: Chain) -> None:
             replace(last, expected_liquidity=last.expected_liquidity * 2),
         ),
     )
-    data, _ = executor_call(broken, settings, pair_addresses(chain), "vault")
+    watch.allow_actions(broken.actions, settings.execution.slippage_bps)
+    with faults.escaped():
+        data, _ = executor_call(broken, settings, pair_addresses(chain), "vault")
     w3 = chain.w3
     keeper = chain.manifest["keeper"]["address"]
     before = holdings(chain, executor)
@@ -137,6 +142,7 @@ async def test_a_failing_last_step_reverts_every_step(chain: Chain) -> None:
     )
     assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 0
     assert holdings(chain, executor) == before
+    watch.finish(executions=1)  # at most once; it reverted whole
 
 
 async def test_wallet_mode_pulls_exact_amounts_and_returns_everything(chain: Chain) -> None:
@@ -161,25 +167,29 @@ async def test_wallet_mode_pulls_exact_amounts_and_returns_everything(chain: Cha
         assert unit.weight == pytest.approx(proposed.post_weights[unit.unit], abs=1e-6)
 
 
-def test_only_the_owner_and_only_known_pairs(chain: Chain) -> None:
+@adversarial
+def test_only_the_owner_and_only_known_pairs(chain: Chain, faults: Faults) -> None:
     executor = deploy_executor(chain)
+    watch = faults.watch(chain, holder=executor)
     w3 = chain.w3
     artifact = project_artifact("RebalanceExecutor")
     ex = w3.eth.contract(address=Web3.to_checksum_address(executor), abi=artifact["abi"])
     stranger = chain.manifest["deployer"]
-    with pytest.raises(Exception, match=r"NotOwner|0x30cd7471"):
+    # the contract's refusals are the expected answers: anything else from web3 is counted
+    with faults.escaped(), pytest.raises(Exception, match=r"NotOwner|0x30cd7471"):
         ex.functions.execute([], [], [], [], 2**63).call({"from": stranger})
-    with pytest.raises(Exception, match=r"NotOwner|0x30cd7471"):
+    with faults.escaped(), pytest.raises(Exception, match=r"NotOwner|0x30cd7471"):
         ex.functions.withdraw(chain.token("USDC"), 1, stranger).call({"from": stranger})
     # a pair-shaped contract outside the allowed factories is refused
     fake_pair = chain.token("USDC")
     step = (0, fake_pair, chain.token("USDC"), 1, 0, 0, 0)
-    with pytest.raises(Exception, match="execution reverted"):
+    with faults.escaped(), pytest.raises(Exception, match="execution reverted"):
         ex.functions.execute([step], [], [], [], 2**63).call(
             {"from": chain.manifest["keeper"]["address"]}
         )
-    with pytest.raises(Exception, match=r"Expired|0x203d82d8"):
+    with faults.escaped(), pytest.raises(Exception, match=r"Expired|0x203d82d8"):
         ex.functions.execute([], [], [], [], 1).call({"from": chain.manifest["keeper"]["address"]})
+    watch.finish(executions=0)  # calls only: nothing is sent
 
 
 def test_deploy_executor_command_and_vault_valuation(chain: Chain, tmp_path: Path) -> None:

@@ -19,16 +19,24 @@ from bot.metrics import Metrics
 from bot.paths import ROOT
 from bot.settings import load_settings
 from tests.conftest import Chain
+from tests.faults import Faults, adversarial
 from tests.keeper_helpers import keeper_settings, make_keeper
 
 
-async def test_dry_run_sends_nothing_to_the_target(chain: Chain, tmp_path: Path) -> None:
+@adversarial
+async def test_dry_run_sends_nothing_to_the_target(
+    chain: Chain, tmp_path: Path, faults: Faults
+) -> None:
+    watch = faults.watch(chain)
     settings = keeper_settings(chain.url, tmp_path)
     w3 = chain.w3
     keeper_address = chain.manifest["keeper"]["address"]
     block, nonce = w3.eth.block_number, w3.eth.get_transaction_count(keeper_address)
     journal = Journal(tmp_path / "j.sqlite")
-    async with make_keeper(settings, "dry-run", journal, Metrics(), chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "dry-run", journal, Metrics(), chain.manifest) as keeper,
+    ):
         result = await keeper.cycle()
     assert result.status == "rebalanced", result.reason
     (row,) = journal.rebalances()
@@ -37,6 +45,7 @@ async def test_dry_run_sends_nothing_to_the_target(chain: Chain, tmp_path: Path)
     assert row["realized"]  # what would have happened, token by token
     assert row["quoted"] == {k: v for k, v in row["realized"].items() if k in row["quoted"]}
     assert (w3.eth.block_number, w3.eth.get_transaction_count(keeper_address)) == (block, nonce)
+    watch.finish(executions=0)
 
 
 async def test_paper_mode_trades_a_virtual_portfolio(chain: Chain, tmp_path: Path) -> None:
@@ -55,9 +64,11 @@ async def test_paper_mode_trades_a_virtual_portfolio(chain: Chain, tmp_path: Pat
     assert chain.w3.eth.block_number == block  # the chain never saw a transaction
 
 
+@adversarial
 async def test_circuit_breaker_halts_and_stays_halted_until_resumed(
-    chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults: Faults
 ) -> None:
+    watch = faults.watch(chain)
     settings = keeper_settings(chain.url, tmp_path)
     settings = settings.model_copy(
         update={"keeper": settings.keeper.model_copy(update={"max_consecutive_failures": 3})}
@@ -65,7 +76,10 @@ async def test_circuit_breaker_halts_and_stays_halted_until_resumed(
     path = tmp_path / "j.sqlite"
     journal = Journal(path)
     metrics = Metrics()
-    async with make_keeper(settings, "dry-run", journal, metrics, chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "dry-run", journal, metrics, chain.manifest) as keeper,
+    ):
 
         async def broken() -> None:
             raise TemporaryError("the node is down")
@@ -79,7 +93,10 @@ async def test_circuit_breaker_halts_and_stays_halted_until_resumed(
     journal.close()
     # a restart finds the halt in the journal
     journal = Journal(path)
-    async with make_keeper(settings, "dry-run", journal, Metrics(), chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "dry-run", journal, Metrics(), chain.manifest) as keeper,
+    ):
         assert (await keeper.cycle()).status == "halted"
     journal.close()
     resumed = subprocess.run(  # noqa: ASYNC221 (a CLI call between cycles, on purpose)
@@ -88,26 +105,42 @@ async def test_circuit_breaker_halts_and_stays_halted_until_resumed(
         text=True,
         check=False,
     )
+    faults.process(resumed.stderr)
     assert "resumed; it had halted because: 3 consecutive failed cycles" in resumed.stdout
     journal = Journal(path)
-    async with make_keeper(settings, "dry-run", journal, Metrics(), chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "dry-run", journal, Metrics(), chain.manifest) as keeper,
+    ):
         assert (await keeper.cycle()).status == "rebalanced"
+    watch.finish(executions=0)  # dry-run throughout
 
 
-async def test_daily_loss_cap_halts(chain: Chain, tmp_path: Path) -> None:
+@adversarial
+async def test_daily_loss_cap_halts(chain: Chain, tmp_path: Path, faults: Faults) -> None:
+    watch = faults.watch(chain)
     settings = keeper_settings(chain.url, tmp_path)
     settings = settings.model_copy(
         update={"keeper": settings.keeper.model_copy(update={"daily_loss_cap": 10.0})}
     )
     journal = Journal(tmp_path / "j.sqlite")
-    async with make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper:
+    async with (
+        faults.escaped(),
+        make_keeper(settings, "live", journal, Metrics(), chain.manifest) as keeper,
+    ):
         first = await keeper.cycle()
         assert first.status == "rebalanced"
         assert "daily loss cap" in (journal.get_state("halted") or "")
         assert (await keeper.cycle()).status == "halted"
+    # the one plan it ran, at most once, within its minimum outputs; nothing after the halt
+    watch.finish(executions=watch.allow_journal(journal, settings.execution.slippage_bps))
 
 
-def test_sigterm_stops_cleanly_with_the_journal_flushed(chain: Chain, tmp_path: Path) -> None:
+@adversarial
+def test_sigterm_stops_cleanly_with_the_journal_flushed(
+    chain: Chain, tmp_path: Path, faults: Faults
+) -> None:
+    watch = faults.watch(chain)
     journal = tmp_path / "j.sqlite"
     env = {**os.environ, "REBALANCER_KEEPER__INTERVAL_SECONDS": "0.5"}
     env.pop("REBALANCER_PRIVATE_KEY", None)
@@ -140,11 +173,13 @@ def test_sigterm_stops_cleanly_with_the_journal_flushed(chain: Chain, tmp_path: 
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
+    faults.process(err)
     assert process.returncode == 0, err
     assert "stopped after" in out
     cycles = Journal(journal).cycles()
     assert cycles
     assert cycles[-1]["status"] in {"rebalanced", "skipped"}
+    watch.finish(executions=0)  # no key: dry-run
 
 
 def test_history_and_config_commands(chain: Chain, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from bot.paths import ROOT
 from bot.portfolio import value_portfolio
 from bot.settings import Settings, load_settings
 from tests.conftest import Chain
+from tests.faults import Faults, adversarial
 from tests.helpers import contract
 from tests.proxy import RpcProxy, replace_result
 
@@ -148,9 +149,11 @@ async def test_200_pools_take_two_round_trips_pinned_to_one_block(
 
 
 # --- bad data -------------------------------------------------------------------------------------
-async def test_an_answer_from_another_block_is_refused(chain: Chain) -> None:
+@adversarial
+async def test_an_answer_from_another_block_is_refused(chain: Chain, faults: Faults) -> None:
+    watch = faults.watch(chain)
     settings = local_settings(chain.url)
-    async with RpcProxy(chain.url) as proxy, client(settings, [proxy.url]) as rpc:
+    async with faults.escaped(), RpcProxy(chain.url) as proxy, client(settings, [proxy.url]) as rpc:
         reader = await SnapshotReader.connect(rpc, settings)
 
         def unpin(batch: list[dict[str, Any]]) -> None:
@@ -161,11 +164,14 @@ async def test_an_answer_from_another_block_is_refused(chain: Chain) -> None:
         proxy.rewrite = unpin
         with pytest.raises(DataError, match=r"answered from block \d+ when asked for block \d+"):
             await reader.snapshot()
+    watch.finish(executions=0)
 
 
-async def test_truncated_answer_is_refused(chain: Chain) -> None:
+@adversarial
+async def test_truncated_answer_is_refused(chain: Chain, faults: Faults) -> None:
+    watch = faults.watch(chain)
     settings = local_settings(chain.url)
-    async with RpcProxy(chain.url) as proxy, client(settings, [proxy.url]) as rpc:
+    async with faults.escaped(), RpcProxy(chain.url) as proxy, client(settings, [proxy.url]) as rpc:
         reader = await SnapshotReader.connect(rpc, settings)
         proxy.mutate = lambda batch, body: (
             replace_result(body, 0, lambda r: r[: len(r) // 2])
@@ -174,11 +180,14 @@ async def test_truncated_answer_is_refused(chain: Chain) -> None:
         )
         with pytest.raises(DataError, match="malformed or truncated"):
             await reader.snapshot()
+    watch.finish(executions=0)
 
 
-async def test_garbage_and_short_batches_are_clear_errors(chain: Chain) -> None:
+@adversarial
+async def test_garbage_and_short_batches_are_clear_errors(chain: Chain, faults: Faults) -> None:
+    watch = faults.watch(chain)
     settings = local_settings(chain.url)
-    async with RpcProxy(chain.url) as proxy, client(settings, [proxy.url]) as rpc:
+    async with faults.escaped(), RpcProxy(chain.url) as proxy, client(settings, [proxy.url]) as rpc:
         reader = await SnapshotReader.connect(rpc, settings)
         proxy.mutate = lambda batch, body: b"<html>502 Bad Gateway</html>"
         with pytest.raises(TemporaryError, match="not JSON"):
@@ -186,27 +195,39 @@ async def test_garbage_and_short_batches_are_clear_errors(chain: Chain) -> None:
         proxy.mutate = lambda batch, body: b"[]"
         with pytest.raises(TemporaryError, match="answered 0 results to a batch of 1"):
             await reader.snapshot()
+    watch.finish(executions=0)
 
 
-async def test_reverting_balance_of_names_the_token(chain: Chain) -> None:
+@adversarial
+async def test_reverting_balance_of_names_the_token(chain: Chain, faults: Faults) -> None:
+    watch = faults.watch(chain)
     settings = local_settings(chain.url)
-    async with client(settings) as rpc:
+    code = chain.rpc("eth_getCode", chain.token("USDT"), "latest")
+    async with faults.escaped(), client(settings) as rpc:
         reader = await SnapshotReader.connect(rpc, settings)
         chain.rpc("anvil_setCode", chain.token("USDT"), "0x60006000fd")  # PUSH 0 PUSH 0 REVERT
         with pytest.raises(DataError, match=r"USDT\.balanceOf\(wallet\) reverted"):
             await reader.snapshot()
+    chain.rpc("anvil_setCode", chain.token("USDT"), code)  # so the watch can read USDT again
+    watch.finish(executions=0)
 
 
-async def test_zero_reserve_pool_is_named(chain: Chain) -> None:
+@adversarial
+async def test_zero_reserve_pool_is_named(chain: Chain, faults: Faults) -> None:
+    watch = faults.watch(chain)
     settings = local_settings(chain.url)
     pool = chain.pool("uniswap:LINK/WETH")
     chain.rpc("anvil_setStorageAt", pool["address"], hex(8), "0x" + "0" * 64)
-    async with client(settings) as rpc:
+    async with faults.escaped(), client(settings) as rpc:
         snapshot = await (await SnapshotReader.connect(rpc, settings)).snapshot()
-    with pytest.raises(
-        DataError, match=rf"pool uniswap:LINK/WETH \({pool['address']}\) has a zero reserve"
+    with (
+        faults.escaped(),
+        pytest.raises(
+            DataError, match=rf"pool uniswap:LINK/WETH \({pool['address']}\) has a zero reserve"
+        ),
     ):
         value_portfolio(snapshot, settings)
+    watch.finish(executions=0)
 
 
 async def test_token_without_a_priced_path_is_named(chain: Chain) -> None:
@@ -219,23 +240,34 @@ async def test_token_without_a_priced_path_is_named(chain: Chain) -> None:
 
 
 # --- endpoints ------------------------------------------------------------------------------------
+@adversarial
 async def test_falls_over_to_the_next_endpoint_and_never_logs_the_secret(
-    chain: Chain, caplog: pytest.LogCaptureFixture
+    chain: Chain, caplog: pytest.LogCaptureFixture, faults: Faults
 ) -> None:
+    watch = faults.watch(chain)
     settings = local_settings(chain.url)
     caplog.set_level(logging.DEBUG)
-    async with RpcProxy(chain.url) as good:
+    async with faults.escaped(), RpcProxy(chain.url) as good:
         dead = "http://127.0.0.1:9/v2/SECRET-KEY-123"
         async with client(settings, [dead, good.url + "/v3/OTHER-SECRET"]) as rpc:
             snapshot = await (await SnapshotReader.connect(rpc, settings)).snapshot()
     assert snapshot.block_number == chain.manifest["block_number"]
     assert "127.0.0.1:9/***" in caplog.text
     assert "SECRET" not in caplog.text
+    watch.finish(executions=0)
 
 
-async def test_wrong_chain_id_and_lagging_endpoints_are_refused(chain: Chain) -> None:
+@adversarial
+async def test_wrong_chain_id_and_lagging_endpoints_are_refused(
+    chain: Chain, faults: Faults
+) -> None:
+    watch = faults.watch(chain)
     settings = local_settings(chain.url)
-    with AnvilProcess(chain_id=5) as wrong, AnvilProcess(chain_id=31337) as behind:
+    with (
+        faults.escaped(),
+        AnvilProcess(chain_id=5) as wrong,
+        AnvilProcess(chain_id=31337) as behind,
+    ):
         async with client(settings, [wrong.url]) as rpc:
             with pytest.raises(TemporaryError, match="is on chain id 5, but the config says 31337"):
                 await rpc.call("eth_blockNumber")
@@ -246,11 +278,14 @@ async def test_wrong_chain_id_and_lagging_endpoints_are_refused(chain: Chain) ->
             assert rpc.endpoints[0].failures == 1
         async with client(settings, [behind.url, chain.url], max_lag_blocks=500) as rpc:
             assert int(await rpc.call("eth_blockNumber"), 16) == 0  # within the limit: used
+    watch.finish(executions=0)
 
 
-async def test_retry_policy_retries_transient_statuses(chain: Chain) -> None:
+@adversarial
+async def test_retry_policy_retries_transient_statuses(chain: Chain, faults: Faults) -> None:
+    watch = faults.watch(chain)
     settings = local_settings(chain.url)
-    async with RpcProxy(chain.url) as proxy:
+    async with faults.escaped(), RpcProxy(chain.url) as proxy:
         proxy.status = 429
         from bot.chain.rpc import RetryPolicy
 
@@ -260,3 +295,4 @@ async def test_retry_policy_retries_transient_statuses(chain: Chain) -> None:
             with pytest.raises(TemporaryError, match="answered HTTP 429"):
                 await rpc.batch([RpcRequest("eth_blockNumber")])
         assert len(proxy.requests) == 3
+    watch.finish(executions=0)

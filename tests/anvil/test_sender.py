@@ -32,6 +32,7 @@ from bot.planner import plan
 from bot.settings import Settings, SignerSettings, load_settings
 from bot.status import read_and_value
 from tests.conftest import Chain
+from tests.faults import Faults, adversarial
 from tests.helpers import contract, send
 
 TRANSFER = function_signature_to_4byte_selector("transfer(address,uint256)")
@@ -93,11 +94,15 @@ def transfer_call(chain: Chain, symbol: str, to: str, amount: int) -> Call:
 FEES = Fees(base_fee=10**9, max_priority_fee=GWEI, max_fee=3 * GWEI)
 
 
-async def test_a_reverting_transaction_is_never_signed(chain: Chain, journal: Journal) -> None:
+@adversarial
+async def test_a_reverting_transaction_is_never_signed(
+    chain: Chain, journal: Journal, faults: Faults
+) -> None:
+    watch = faults.watch(chain)
     settings = settings_for(chain)
     keeper = chain.manifest["keeper"]["address"]
     nonce = chain.w3.eth.get_transaction_count(keeper)
-    async with sender_for(chain, journal, settings) as sender:
+    async with faults.escaped(), sender_for(chain, journal, settings) as sender:
         too_much = transfer_call(chain, "USDC", chain.manifest["deployer"], 10**30)
         with pytest.raises(SimulationReverted, match="transfer USDC would revert"):
             await sender.send(too_much, FEES)
@@ -105,18 +110,22 @@ async def test_a_reverting_transaction_is_never_signed(chain: Chain, journal: Jo
     assert chain.w3.eth.get_transaction_count(keeper) == nonce
     assert journal.open_transactions(keeper) == []
     assert journal.highest_nonce(keeper) is None
+    watch.finish(executions=0)
 
 
+@adversarial
 async def test_a_dropped_transaction_is_resent_as_the_same_bytes(
-    chain: Chain, journal: Journal
+    chain: Chain, journal: Journal, faults: Faults
 ) -> None:
+    watch = faults.watch(chain)
+    watch.allow("USDC", -1_000)
     settings = settings_for(chain)
     deployer = chain.manifest["deployer"]
     usdc = contract(chain.w3, chain.token("USDC"), "IERC20")
     before = usdc.functions.balanceOf(deployer).call()
     chain.rpc("evm_setAutomine", False)
     try:
-        async with sender_for(chain, journal, settings) as sender:
+        async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(
                 transfer_call(chain, "USDC", deployer, 1_000),
                 await suggest_fees(sender.rpc, settings.execution),
@@ -131,11 +140,15 @@ async def test_a_dropped_transaction_is_resent_as_the_same_bytes(
     assert mined.rebroadcasts >= 1
     assert mined.status == 1
     assert usdc.functions.balanceOf(deployer).call() == before + 1_000  # exactly once
+    watch.finish(executions=1)
 
 
+@adversarial
 async def test_a_stuck_transaction_is_replaced_at_the_same_nonce(
-    chain: Chain, journal: Journal
+    chain: Chain, journal: Journal, faults: Faults
 ) -> None:
+    watch = faults.watch(chain)
+    watch.allow("USDC", -777)
     settings = settings_for(chain, max_fee_gwei=10_000)
     deployer = chain.manifest["deployer"]
     keeper = chain.manifest["keeper"]["address"]
@@ -143,7 +156,7 @@ async def test_a_stuck_transaction_is_replaced_at_the_same_nonce(
     before = usdc.functions.balanceOf(deployer).call()
     chain.rpc("evm_setAutomine", False)
     try:
-        async with sender_for(chain, journal, settings) as sender:
+        async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(transfer_call(chain, "USDC", deployer, 777), FEES)
             # the base fee jumps far above our max fee: the transaction cannot be included
             chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(40 * GWEI))
@@ -163,26 +176,39 @@ async def test_a_stuck_transaction_is_replaced_at_the_same_nonce(
     assert statuses.count("mined") == 1
     assert set(statuses) <= {"mined", "replaced"}
     assert usdc.functions.balanceOf(deployer).call() == before + 777  # executed exactly once
+    watch.finish(executions=1)
 
 
-async def test_fees_above_the_cap_wait_and_send_nothing(chain: Chain) -> None:
+@adversarial
+async def test_fees_above_the_cap_wait_and_send_nothing(chain: Chain, faults: Faults) -> None:
+    watch = faults.watch(chain)
     settings = settings_for(chain, max_fee_gwei=50, max_gas_cost=100)
-    async with RpcClient([chain.url], chain_id=31337) as rpc:
+    async with faults.escaped(), RpcClient([chain.url], chain_id=31337) as rpc:
         fees = await suggest_fees(rpc, settings.execution)
     assert fees.max_fee == 2 * fees.base_fee + fees.max_priority_fee
     high = Fees(base_fee=80 * GWEI, max_priority_fee=GWEI, max_fee=161 * GWEI)
-    with pytest.raises(FeeTooHigh, match=r"above execution\.max_fee_gwei 50: waiting"):
+    with (
+        faults.escaped(),
+        pytest.raises(FeeTooHigh, match=r"above execution\.max_fee_gwei 50: waiting"),
+    ):
         check_caps(high, 500_000, 2_000.0, settings.execution)
     costly = Fees(base_fee=40 * GWEI, max_priority_fee=GWEI, max_fee=45 * GWEI)
-    with pytest.raises(FeeTooHigh, match=r"above execution\.max_gas_cost 100\.00: waiting"):
+    with (
+        faults.escaped(),
+        pytest.raises(FeeTooHigh, match=r"above execution\.max_gas_cost 100\.00: waiting"),
+    ):
         check_caps(costly, 2_000_000, 2_000.0, settings.execution)
-    check_caps(Fees(GWEI, GWEI, 3 * GWEI), 500_000, 2_000.0, settings.execution)
+    with faults.escaped():
+        check_caps(Fees(GWEI, GWEI, 3 * GWEI), 500_000, 2_000.0, settings.execution)
+    watch.finish(executions=0)
 
 
+@adversarial
 async def test_blocks_stuffed_with_1000_gwei_tips_sign_nothing_above_the_cap(
-    chain: Chain, journal: Journal
+    chain: Chain, journal: Journal, faults: Faults
 ) -> None:
     """The fee-cap bug: a market of 1000-gwei tips must not be paid under a 300-gwei cap."""
+    watch = faults.watch(chain)
     w3 = chain.w3
     deployer = chain.manifest["deployer"]
     for _ in range(10):
@@ -190,7 +216,7 @@ async def test_blocks_stuffed_with_1000_gwei_tips_sign_nothing_above_the_cap(
         tx |= {"maxPriorityFeePerGas": 1000 * GWEI, "maxFeePerGas": 2000 * GWEI}
         w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))  # type: ignore[arg-type]
     settings = settings_for(chain, max_fee_gwei=300)
-    async with sender_for(chain, journal, settings) as sender:
+    async with faults.escaped(), sender_for(chain, journal, settings) as sender:
         with pytest.raises(FeeTooHigh, match=r"the market needs 10\d\d\.\d gwei .* above"):
             await suggest_fees(sender.rpc, settings.execution)
         # forced through anyway (a replacement, a caller that skips suggest_fees): refused unsigned
@@ -203,19 +229,26 @@ async def test_blocks_stuffed_with_1000_gwei_tips_sign_nothing_above_the_cap(
     assert journal.highest_nonce(sender.address) is None
     # a market under the cap: the max fee is clamped to it, the tip is kept
     roomy = settings_for(chain, max_fee_gwei=1_500)
-    async with RpcClient([chain.url], chain_id=31337) as rpc:
+    async with faults.escaped(), RpcClient([chain.url], chain_id=31337) as rpc:
         fees = await suggest_fees(rpc, roomy.execution)
     assert fees.max_priority_fee >= 1000 * GWEI
     assert fees.max_fee == min(2 * fees.base_fee + fees.max_priority_fee, 1_500 * GWEI)
+    watch.finish(executions=0)  # the stuffing came from another account
 
 
-async def test_a_nonce_used_by_someone_else_is_noticed(chain: Chain, journal: Journal) -> None:
+@adversarial
+async def test_a_nonce_used_by_someone_else_is_noticed(
+    chain: Chain, journal: Journal, faults: Faults
+) -> None:
+    watch = faults.watch(chain)
+    watch.allow("USDC", -5)  # ours may run, once
+    watch.injected("ETH", -1)  # what the rogue transaction sends
     settings = settings_for(chain)
     keeper = chain.manifest["keeper"]["address"]
     deployer = chain.manifest["deployer"]
     chain.rpc("evm_setAutomine", False)
     try:
-        async with sender_for(chain, journal, settings) as sender:
+        async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(
                 transfer_call(chain, "USDC", deployer, 5),
                 await suggest_fees(sender.rpc, settings.execution),
@@ -244,6 +277,7 @@ async def test_a_nonce_used_by_someone_else_is_noticed(chain: Chain, journal: Jo
         chain.rpc("evm_setAutomine", True)
     statuses = {r.status for r in journal.by_nonce(keeper, pending.nonce)}
     assert statuses == {"failed"}  # none of our versions executed, and the journal says so
+    watch.finish(executions=1)  # the rogue transaction, which is the fault itself
 
 
 async def test_usdt_style_approval_goes_through_zero(chain: Chain, journal: Journal) -> None:
@@ -298,7 +332,11 @@ async def test_a_whole_plan_lands_at_its_quotes(
     assert all(r.status == "mined" for r in journal.by_nonce(keeper, result.mined[-1].nonce))
 
 
-async def test_a_sandwich_never_fills_below_min_out(chain: Chain, journal: Journal) -> None:
+@adversarial
+async def test_a_sandwich_never_fills_below_min_out(
+    chain: Chain, journal: Journal, faults: Faults
+) -> None:
+    watch = faults.watch(chain)
     settings = settings_for(chain, confirmations=1)
     keeper = chain.manifest["keeper"]["address"]
     attacker = chain.manifest["deployer"]
@@ -318,11 +356,12 @@ async def test_a_sandwich_never_fills_below_min_out(chain: Chain, journal: Journ
     from bot.execution.calls import router_calls
 
     call = router_calls(proposed, settings, pairs, keeper)[0]
+    watch.allow_actions([swap], settings.execution.slippage_bps)
     token_out = contract(w3, settings.tokens[swap.path[-1]].address, "IERC20")
     before = token_out.functions.balanceOf(keeper).call()
     chain.rpc("evm_setAutomine", False)
     try:
-        async with sender_for(chain, journal, settings) as sender:
+        async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(call, await suggest_fees(sender.rpc, settings.execution))
             # the attacker buys the same token first, with a higher tip, in the same block
             router = contract(w3, router_address, "IUniswapV2Router02")
@@ -394,15 +433,19 @@ async def test_a_sandwich_never_fills_below_min_out(chain: Chain, journal: Journ
         assert got == 0  # reverted on minOut: nothing filled at the worse price
     assert mined.status == 0  # a front-run of 5% of the pool pushes the price past our 0.5%
     assert len(journal.by_nonce(keeper, pending.nonce)) == 1  # the bot did not chase the price
+    watch.finish(executions=1)
 
 
+@adversarial
 async def test_secrets_never_reach_the_logs(
     chain: Chain,
     journal: Journal,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    faults: Faults,
 ) -> None:
+    watch = faults.watch(chain)
     key = chain.manifest["keeper"]["private_key"]
     password = "correct horse battery staple 42"
     keystore = tmp_path / "keystore.json"
@@ -419,7 +462,12 @@ async def test_secrets_never_reach_the_logs(
         snapshot, view, settings, {"LINK": 10_000.0, "usd": -10_000.0}, int(time.time())
     )
     pairs = {p["key"]: p["address"] for p in chain.manifest["pools"]}
-    async with RpcProxyWithSecret(chain.url) as url, RpcClient([url], chain_id=31337) as rpc:
+    planned = watch.allow_actions(proposed.actions, settings.execution.slippage_bps)
+    async with (
+        faults.escaped(),
+        RpcProxyWithSecret(chain.url) as url,
+        RpcClient([url], chain_id=31337) as rpc,
+    ):
         sender = Sender(rpc, signer, journal, settings.execution, 31337)
         fees = await suggest_fees(rpc, settings.execution)
         result = await execute_plan(proposed, settings, sender, fees, 200.0, pairs)
@@ -441,6 +489,7 @@ async def test_secrets_never_reach_the_logs(
     with pytest.raises(ConfigError, match="BAD_KEY does not hold a valid private key") as excinfo:
         load_signer(SignerSettings(key_env="BAD_KEY"))
     assert key[2:-4] not in str(excinfo.value)
+    watch.finish(executions=planned)
 
 
 class RpcProxyWithSecret:
@@ -459,16 +508,21 @@ class RpcProxyWithSecret:
         await self.proxy.__aexit__(*exc)
 
 
-async def test_a_reorg_before_finality_is_followed(chain: Chain, journal: Journal) -> None:
+@adversarial
+async def test_a_reorg_before_finality_is_followed(
+    chain: Chain, journal: Journal, faults: Faults
+) -> None:
     """Mined, then the chain drops those two blocks: the sender waits for the transaction's new
     inclusion (re-sending the same bytes if the pool lost it) and reports that one."""
+    watch = faults.watch(chain)
+    watch.allow("USDC", -4_242)
     settings = settings_for(chain, confirmations=3)
     deployer = chain.manifest["deployer"]
     usdc = contract(chain.w3, chain.token("USDC"), "IERC20")
     before = usdc.functions.balanceOf(deployer).call()
     chain.rpc("evm_setAutomine", False)
     try:
-        async with sender_for(chain, journal, settings) as sender:
+        async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(
                 transfer_call(chain, "USDC", deployer, 4_242),
                 await suggest_fees(sender.rpc, settings.execution),
@@ -490,3 +544,4 @@ async def test_a_reorg_before_finality_is_followed(chain: Chain, journal: Journa
     block = chain.rpc("eth_getBlockByNumber", hex(mined.block_number), False)
     assert block["hash"] == mined.block_hash  # the block it is in now, not the orphaned one
     assert usdc.functions.balanceOf(deployer).call() == before + 4_242  # exactly once
+    watch.finish(executions=1)

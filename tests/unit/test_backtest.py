@@ -11,7 +11,7 @@ import pytest
 
 from bot.backtest import sweep
 from bot.backtest.engine import arbitraged, simulate
-from bot.backtest.runner import run_sweep
+from bot.backtest.runner import event_ratio, json_safe, parse_period, regime_rates, run_sweep
 from bot.errors import ConfigError
 from bot.paths import prices_csv
 from bot.prices import load_prices, price_matrix
@@ -196,3 +196,52 @@ def test_a_dask_cluster_gives_identical_results(real_market: sweep.Market) -> No
     np.testing.assert_array_equal(alone.final_value, on_cluster.final_value)
     np.testing.assert_array_equal(alone.events, on_cluster.events)
     np.testing.assert_array_equal(alone.values, on_cluster.values)
+
+
+def test_a_regime_absent_from_the_period_has_no_rate_and_no_ratio() -> None:
+    calm_days = [date(2020, 1, 1), date(2020, 1, 2), date(2020, 1, 3)]
+    events = np.array([[False, True], [True, False], [False, False]])
+    stress_rate, calm_rate = regime_rates(calm_days, events)
+    assert np.isnan(stress_rate).all()  # no stress day: no rate, rather than 0 per 30 days
+    np.testing.assert_allclose(calm_rate, [10.0, 10.0])
+    configs = [sweep.SweepConfig("threshold", "absolute", w, 1, 1.0) for w in (0.05, 0.1)]
+    ratio = event_ratio(calm_days, configs, stress_rate, calm_rate)
+    assert ratio["median"] is None
+    assert ratio["quartiles"] is None
+    assert ratio["note"] == "the period has no day in a stress window"
+    march = [date(2020, 3, 10), date(2020, 3, 11)]
+    stress_rate, calm_rate = regime_rates(march, events[:2])
+    assert np.isnan(calm_rate).all()
+    assert event_ratio(march, configs, stress_rate, calm_rate)["note"] == (
+        "the period has no calm day"
+    )
+    both = [date(2020, 2, 29), date(2020, 3, 1)]  # one calm day, then one stress day
+    quiet = np.array([[False, False], [True, True]])
+    stress_rate, calm_rate = regime_rates(both, quiet)
+    ratio = event_ratio(both, configs, stress_rate, calm_rate)
+    assert ratio["median"] is None
+    assert ratio["note"] == "no drift-driven configuration rebalanced in calm periods"
+    stress_rate, calm_rate = regime_rates(both, np.array([[True, True], [True, True]]))
+    assert event_ratio(both, configs, stress_rate, calm_rate)["median"] == 1.0
+
+
+def test_report_values_are_valid_json() -> None:
+    assert json_safe({"a": [1.0, float("nan")], "b": (float("inf"), "x")}) == {
+        "a": [1.0, None],
+        "b": [None, "x"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        ("2020-13-01", None, "--from '2020-13-01' is not a date: use YYYY-MM-DD"),
+        (None, "tomorrow", "--to 'tomorrow' is not a date: use YYYY-MM-DD"),
+        ("2020-03-02", "2020-03-01", "--from 2020-03-02 is after --to 2020-03-01"),
+    ],
+)
+def test_bad_periods(start: str | None, end: str | None, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_period(start, end)
+    assert parse_period("2020-03-01", "2020-03-01") == (date(2020, 3, 1), date(2020, 3, 1))
+    assert parse_period(None, None) == (None, None)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.metrics import Metrics
+from bot.metrics import Metrics, MetricsServer
 from bot.paths import ROOT
-from bot.settings import load_settings
+from bot.settings import KeeperSettings, load_settings
 
 DEPLOY = ROOT / "config" / "deploy"
 
@@ -67,3 +69,14 @@ def test_fork_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(ROOT / "config" / "fork.toml")
     assert settings.chain.chain_id == 1
     assert settings.tokens["USDT"].approve_through_zero
+
+
+def test_the_unit_sets_an_open_files_limit_well_above_what_the_keeper_holds() -> None:
+    unit = (DEPLOY / "rebalancer.service").read_text()
+    service = unit.split("[Service]", 1)[1].split("\n[", 1)[0]
+    (limit,) = re.findall(r"^LimitNOFILE=(\d+)$", service, re.MULTILINE)
+    metrics = KeeperSettings().metrics_max_connections + MetricsServer.BACKLOG
+    # aiohttp's per-session pool, for the public, the private and the relay clients
+    rpc = 3 * inspect.signature(aiohttp.TCPConnector).parameters["limit"].default
+    other = 128  # the SQLite journal, the dry-run fork's pipes, logs, the listening socket
+    assert int(limit) > 10 * (metrics + rpc + other), limit
