@@ -291,11 +291,11 @@ class Journal:
 
     def unsettled_rebalances(self) -> list[dict[str, Any]]:
         """Live rebalances whose outcome is not recorded yet (cut short, or still in flight)."""
-        cursor = self._db.execute(
-            "SELECT id FROM rebalances WHERE mode = 'live' AND status = 'started' ORDER BY id"
-        )
-        ids = {row[0] for row in cursor.fetchall()}
-        return [row for row in self.rebalances() if row["id"] in ids][::-1]
+        return self._rebalances("mode = 'live' AND status = 'started' ORDER BY id")
+
+    def rebalance(self, rebalance_id: int) -> dict[str, Any]:
+        (row,) = self._rebalances("id = ?", rebalance_id)
+        return row
 
     def highest_nonce(self, sender: str) -> int | None:
         row = self._db.execute(
@@ -367,8 +367,13 @@ class Journal:
             )
 
     def rebalances(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Newest first."""
+        return self._rebalances("1 ORDER BY id DESC LIMIT ?", -1 if limit is None else limit)
+
+    def _rebalances(self, where: str, *params: Any) -> list[dict[str, Any]]:
         cursor = self._db.execute(
-            "SELECT * FROM rebalances ORDER BY id DESC LIMIT ?", (-1 if limit is None else limit,)
+            f"SELECT * FROM rebalances WHERE {where}",  # noqa: S608 (our clauses)
+            params,
         )
         names = [c[0] for c in cursor.description]
         out = []

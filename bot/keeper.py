@@ -644,7 +644,7 @@ class Keeper:
                 )
             )
         settlement = settle(actions, steps)
-        row = next(r for r in self.journal.rebalances() if r["id"] == rebalance_id)
+        row = self.journal.rebalance(rebalance_id)
         prices: dict[str, float] = row.get("prices") or {}
         decimals = {symbol: t.decimals for symbol, t in self.settings.tokens.items()}
         gas_value = settlement.gas_paid_wei / 1e18 * prices.get(NATIVE, 0.0)
