@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from optimum import CfmmPool, optimal_cost
 
 from bot import amm
-from bot.planner import Plan, plan
+from bot.planner import plan
 from bot.portfolio import value_portfolio
 from bot.settings import Settings
-from bot.types import Address, Pool, PoolState, Snapshot
+from bot.types import Address, Plan, Pool, PoolState, Snapshot
 from strategies import StrategyState, build_strategy
 
 ZERO = Address("0x" + "0" * 40)

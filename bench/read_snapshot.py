@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from anvil_fixtures.artifacts import npm_artifact, project_artifact
 from anvil_fixtures.builder import build
 from anvil_fixtures.wide import add_pools
+from bot.chain.connect import rpc_client
 from bot.chain.reader import SnapshotReader
 from bot.paths import ROOT
 from bot.settings import Settings
-from bot.status import rpc_client
 
 
 def naive_read(w3: Web3, settings: Settings, pools: list[str]) -> int:

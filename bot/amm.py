@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from bot.types import BPS
+
 UINT112_MAX = 2**112 - 1
 UINT256_MAX = 2**256 - 1
 MINIMUM_LIQUIDITY = 1_000  # LP wei locked forever by the pair's first mint
-FEE_DENOMINATOR_BPS = 10_000
 
 
 def _check_uint(name: str, value: int) -> None:
@@ -36,10 +37,10 @@ def _mul(a: int, b: int) -> int:
 
 def _fee_terms(fee_bps: int) -> tuple[int, int]:
     """(fee, denominator) reduced by their gcd, so 30 bps becomes Solidity's 3/1000."""
-    if not isinstance(fee_bps, int) or not 0 <= fee_bps < FEE_DENOMINATOR_BPS:
+    if not isinstance(fee_bps, int) or not 0 <= fee_bps < BPS:
         raise ValueError(f"fee_bps must be an int in [0, 10000), got {fee_bps!r}")
-    divisor = math.gcd(fee_bps, FEE_DENOMINATOR_BPS)
-    return fee_bps // divisor, FEE_DENOMINATOR_BPS // divisor
+    divisor = math.gcd(fee_bps, BPS)
+    return fee_bps // divisor, BPS // divisor
 
 
 def _check_reserves(reserve_in: int, reserve_out: int) -> None:

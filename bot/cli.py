@@ -113,11 +113,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _deploy_executor(args: argparse.Namespace) -> int:
-    import contextlib
-
-    from bot.chain.rpc import RpcClient
+    from bot.chain.connect import connected
     from bot.execution.deploy import deploy_executor
-    from bot.execution.sender import Sender, private_client
     from bot.execution.signer import load_signer
     from bot.journal import Journal
     from bot.settings import load_settings
@@ -134,20 +131,10 @@ def _deploy_executor(args: argparse.Namespace) -> int:
         journal = Journal(_journal_path(args, settings))
         try:
             journal.hold_exclusively()  # its nonces must not race a running keeper's
-            async with (
-                RpcClient(settings.chain.rpc_urls, chain_id=settings.chain.chain_id) as rpc,
-                # with execution.private_rpc_url, the deployment goes there only, like trades
-                private_client(settings) or contextlib.nullcontext() as private_rpc,
-            ):
-                sender = Sender(
-                    rpc,
-                    signer,
-                    journal,
-                    settings.execution,
-                    settings.chain.chain_id,
-                    private_rpc=private_rpc,
-                )
-                return await deploy_executor(sender, settings)
+            # with execution.private_rpc_url, the deployment goes there only, like trades
+            async with connected(settings, signer, journal) as connection:
+                assert connection.sender is not None
+                return await deploy_executor(connection.sender, settings)
         finally:
             journal.close()
 
@@ -263,19 +250,19 @@ def _history(args: argparse.Namespace) -> int:
         with open(args.csv, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(row.as_dict() for row in rows)
         print(f"wrote {len(rows)} rebalances to {args.csv}")
     elif args.json:
-        print(json_module.dumps(rows, indent=2, default=str))
+        print(json_module.dumps([row.as_dict() for row in rows], indent=2, default=str))
     else:
         if not rows:
             print("no rebalances recorded yet")
         for row in rows:
-            cost = (row["fee_cost"] or 0) + (row["impact_cost"] or 0) + (row["gas_cost"] or 0)
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["time"]))
+            cost = row.fee_cost + row.impact_cost + row.gas_cost
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.time))
             print(
-                f"#{row['id']} {when} block {row['block']} {row['mode']:<7} {row['status']:<9} "
-                f"turnover {row['turnover']:,.2f} cost {cost:,.2f}  {row['reason']}"
+                f"#{row.id} {when} block {row.block} {row.mode:<7} {row.status:<9} "
+                f"turnover {row.turnover:,.2f} cost {cost:,.2f}  {row.reason}"
             )
     return 0
 
@@ -290,8 +277,7 @@ def _resume(args: argparse.Namespace) -> int:
             print("the keeper is not halted")
             return 0
         journal.set_state("consecutive_failures", "0")
-        with journal._write() as db:
-            db.execute("DELETE FROM keeper_state WHERE key = 'halted'")
+        journal.clear_state("halted")
         print(f"resumed; it had halted because: {reason}")
     finally:
         journal.close()

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.planner import Plan, plan
+from bot.planner import plan
 from bot.portfolio import Valuation
 from bot.settings import Settings
-from bot.types import Snapshot
+from bot.types import Plan, Snapshot
 from strategies import Decision, StrategyState, build_strategy
 from strategies.cost_gate import GateResult, check
 

@@ -89,8 +89,8 @@ def run_demo(journal_path: str, metrics_port: int) -> int:
                 print("  ", await _cycle(settings, "dry-run", journal, metrics))
                 row = journal.rebalances(1)[0]
                 print(
-                    f"   would use {row['gas_used']:,} gas, cost "
-                    f"{row['fee_cost'] + row['impact_cost'] + row['gas_cost']:,.2f} USD; "
+                    f"   would use {row.gas_used:,} gas, cost "
+                    f"{row.fee_cost + row.impact_cost + row.gas_cost:,.2f} USD; "
                     "the chain is untouched\n"
                 )
                 journal.set_state("strategy_state", "{}")  # forget the dry-run's rebalance time

@@ -12,6 +12,7 @@ Modes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -21,16 +22,17 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from bot.chain.anvil import FORK_FAILURES, AnvilProcess, fork_failure, fork_of
+from bot.chain.connect import connected, rpc_client
 from bot.chain.reader import SnapshotReader
 from bot.chain.rpc import RpcClient, out_of_descriptors
 from bot.decide import Evaluation, evaluate
-from bot.errors import DataError, Halt, RebalancerError, SkipCycle
+from bot.errors import DataError, FeeTooHigh, Halt, RebalancerError, SkipCycle
 from bot.execution.calls import approve_data
-from bot.execution.fees import Fees, FeeTooHigh, suggest_fees
+from bot.execution.fees import Fees, suggest_fees
 from bot.execution.reconcile import action_changes, expected_changes, holdings, reconcile
 from bot.execution.relay import BundleRelay
 from bot.execution.run import execute_plan, execute_plan_as_bundle, plan_calls
-from bot.execution.sender import Sender, private_client
+from bot.execution.sender import Sender
 from bot.execution.settle import (
     Check,
     Settlement,
@@ -42,18 +44,18 @@ from bot.execution.settle import (
     transfer_flows,
 )
 from bot.execution.signer import Signer
-from bot.journal import Journal
+from bot.guards import daily_loss, gas_balance, price_guard
+from bot.journal import CycleStatus, Journal, RebalanceUpdate
+from bot.lots import apply_trade, opened_unit_cost, seed_lots, swap_units
 from bot.metrics import Metrics
-from bot.planner import Action, AddLiquidity, Plan, RemoveLiquidity, Swap
 from bot.portfolio import Valuation, value_portfolio
 from bot.settings import Settings
-from bot.status import rpc_client
-from bot.types import NATIVE, Snapshot
+from bot.types import NATIVE, Action, AddLiquidity, Plan, RemoveLiquidity, Snapshot, Swap
 from strategies.base import DAY, PricePoint, StrategyState
+from strategies.state import observation, observe
 
 log = logging.getLogger(__name__)
 Mode = Literal["live", "dry-run", "paper"]
-HISTORY_POINTS = 500
 BUNDLE_HORIZON_BLOCKS = 6  # a bundle is offered for 5 blocks; after that it cannot land
 
 
@@ -124,6 +126,7 @@ class Keeper:
         self.reader: SnapshotReader | None = None
         self.sender: Sender | None = None
         self.private_rpc: RpcClient | None = None
+        self._connection = contextlib.AsyncExitStack()  # closes rpc, private_rpc
         self.pairs: dict[str, str] = {}
         self.cycle_id = 0  # the journal's row for the cycle in progress
         self.data_skips = 0  # cycles in a row skipped on a data error
@@ -137,24 +140,19 @@ class Keeper:
             raise
 
     async def _open(self) -> Keeper:
-        self.rpc = await rpc_client(self.settings).__aenter__()
-        self.metrics.watch_rpc(self.rpc.stats)
-        self.reader = await SnapshotReader.connect(self.rpc, self.settings)
+        # a sender, and the private endpoint it sends through, only when this keeper sends
+        signer = self.signer if self.mode == "live" else None
+        connection = await self._connection.enter_async_context(
+            connected(self.settings, signer, self.journal)
+        )
+        self.rpc = connection.rpc
+        self.private_rpc = connection.private_rpc
+        self.sender = connection.sender
+        self.metrics.watch_rpc(connection.rpc.stats)
+        self.reader = await SnapshotReader.connect(connection.rpc, self.settings)
         self.pairs = {pool.key: pool.address for pool in self.reader.pools}
         if self.mode == "live":
-            assert self.signer is not None
-            private = private_client(self.settings)
-            if private is not None:
-                # transactions go only here (unless private_fallback_to_public): never the mempool
-                self.private_rpc = await private.__aenter__()
-            self.sender = Sender(
-                self.rpc,
-                self.signer,
-                self.journal,
-                self.settings.execution,
-                self.settings.chain.chain_id,
-                private_rpc=self.private_rpc,
-            )
+            assert self.sender is not None
             await self.recover()
             await self._settle_unfinished()
         self.metrics.halted.set(1 if self.halted_reason() else 0)
@@ -162,10 +160,7 @@ class Keeper:
 
     async def __aexit__(self, *exc: object) -> None:
         try:
-            if self.private_rpc is not None:
-                await self.private_rpc.__aexit__(None, None, None)
-            if self.rpc is not None:
-                await self.rpc.__aexit__(None, None, None)
+            await self._connection.aclose()
         finally:
             self.journal.release()
 
@@ -268,8 +263,8 @@ class Keeper:
         return StrategyState(**data, history=history)
 
     def save_strategy_state(self, state: StrategyState) -> None:
-        data = asdict(state)
-        data["history"] = [[p.timestamp, list(p.prices)] for p in state.history[-HISTORY_POINTS:]]
+        data = asdict(state)  # the history is already sized in time (strategies.state.observe)
+        data["history"] = [[p.timestamp, list(p.prices)] for p in state.history]
         self.journal.set_state("strategy_state", json.dumps(data))
 
     # --- the loop -----------------------------------------------------------------------------
@@ -375,14 +370,14 @@ class Keeper:
     def _finish(
         self,
         started: float,
-        status: str,
+        status: CycleStatus,
         reason: str | None,
         view: Valuation | None,
         skip: str | None,
         rebalance_id: int | None = None,
     ) -> CycleResult:
         duration = time.monotonic() - started
-        weights = {u.unit: u.weight for u in view.units} if view else None
+        weights = view.weights if view else None
         block = view.block_number if view else None
         value = view.total_value if view else None
         self.journal.record_cycle(self.cycle_id, status, reason, block, value, weights, duration)
@@ -403,7 +398,7 @@ class Keeper:
         self.metrics.observe(view)
         self._bootstrap_lots(view)
         now = max(int(time.time()), snapshot.timestamp)
-        state = self._with_price_point(self.strategy_state(), view, now)
+        state = observe(self.strategy_state(), self.settings.strategy, observation(view, now))
         evaluation = evaluate(snapshot, view, self.settings, state, now)
         if evaluation.decision.evaluated:
             state = replace(state, last_evaluation=now)
@@ -422,35 +417,19 @@ class Keeper:
             started, "rebalanced", evaluation.decision.reason, view, None, rebalance_id
         )
 
-    def _with_price_point(self, state: StrategyState, view: Valuation, now: int) -> StrategyState:
-        prices = tuple(
-            (
-                u.unit,
-                math.fsum(view.prices[a].spot for a in u.members if a in view.prices)
-                / max(len(u.members), 1),
-            )
-            for u in view.units
-        )
-        return replace(state, history=(*state.history, PricePoint(now, prices))[-HISTORY_POINTS:])
-
     def _price_guard(self, plan: Plan, view: Valuation) -> None:
-        flagged = view.flagged_pools
-        touched = {key for action in plan.swaps for key in action.pools}
-        bad = sorted(touched & set(flagged))
-        if bad:
-            raise SkipCycle(f"price guard: {bad[0]}: {flagged[bad[0]]}; not trading through it")
+        refused = price_guard(plan, view)
+        if refused:
+            raise SkipCycle(refused)
 
     def _check_daily_loss(self, now: int) -> None:
         day = str(now // DAY)
         if self.journal.get_state("loss_day") != day:
             return
         lost = float(self.journal.get_state("loss_today", "0") or 0)
-        cap = self.settings.keeper.daily_loss_cap
-        if lost >= cap:
-            raise Halt(
-                f"today's trading costs and shortfalls reached {lost:,.2f}, "
-                f"the daily loss cap {cap:,.2f}"
-            )
+        refused = daily_loss(lost, self.settings.keeper.daily_loss_cap)
+        if refused:
+            raise Halt(refused)
 
     def _charge_turnover(self, turnover: float, now: int) -> None:
         """The cooldown and the daily turnover cap count what took effect, however it ended."""
@@ -486,25 +465,26 @@ class Keeper:
     ) -> int:
         decision = evaluation.decision
         turnover = math.fsum(v for v in decision.deltas.values() if v > 0)
-        base = {
-            "cycle_id": self.cycle_id,
-            "time": time.time(),
-            "block": snapshot.block_number,
-            "mode": self.mode,
-            "reason": decision.reason,
-            "pre_weights": {u.unit: u.weight for u in view.units},
-            "post_weights": dict(plan.post_weights),
-            "trades": [_action_json(a) for a in plan.actions],
-            "value_before": view.total_value,
-            "turnover": turnover,
-            "prices": {name: price.spot for name, price in view.prices.items()},
-            "fee_cost": plan.fee_cost,
-            "impact_cost": plan.impact_cost,
-            "gas_cost": plan.gas_cost,
-        }
         # Written before anything is sent: a crash leaves a record that says what was attempted.
         quoted = {k: str(v) for k, v in expected_changes(plan).items()}
-        rebalance_id = self.journal.record_rebalance(status="started", quoted=quoted, **base)
+        rebalance_id = self.journal.record_rebalance(
+            cycle_id=self.cycle_id,
+            time=time.time(),
+            block=snapshot.block_number,
+            mode=self.mode,
+            status="started",
+            reason=decision.reason,
+            pre_weights=view.weights,
+            post_weights=dict(plan.post_weights),
+            trades=[_action_json(a) for a in plan.actions],
+            quoted=quoted,
+            value_before=view.total_value,
+            turnover=turnover,
+            fee_cost=plan.fee_cost,
+            impact_cost=plan.impact_cost,
+            gas_cost=plan.gas_cost,
+            prices={name: price.spot for name, price in view.prices.items()},
+        )
         now = int(time.time())
         if self.mode == "paper":
             self._paper_fill(plan)
@@ -514,7 +494,7 @@ class Keeper:
                 rebalance_id,
                 status="paper",
                 realized=quoted,
-                realized_weights={u.unit: u.weight for u in after.units},
+                realized_weights=after.weights,
                 value_after=after.total_value,
                 realized_gain=gain,
             )
@@ -527,17 +507,13 @@ class Keeper:
         if self.mode == "dry-run":
             self._remember_holdings(snapshot)  # the target chain does not change
             try:
-                outcome = await self._simulate_on_fork(snapshot, view, plan)
+                ok, outcome = await self._simulate_on_fork(snapshot, view, plan)
             except SkipCycle:
                 # the fork failed: the plan ran nowhere; the cycle is skipped, with the reason
                 self.journal.update_rebalance(rebalance_id, status="not_sent")
                 raise
-            self.journal.update_rebalance(
-                rebalance_id, status="simulated" if outcome["ok"] else "failed", **outcome["row"]
-            )
-            self.metrics.rebalances.labels(
-                "simulated" if outcome["ok"] else "simulation_failed"
-            ).inc()
+            self.journal.update_rebalance(rebalance_id, **outcome)
+            self.metrics.rebalances.labels("simulated" if ok else "simulation_failed").inc()
             self._record_costs(plan)
             self._charge_turnover(turnover, now)
             return rebalance_id
@@ -552,20 +528,10 @@ class Keeper:
         try:
             fees = await suggest_fees(self.sender.rpc, execution)
             eth_price = view.prices[NATIVE].spot if NATIVE in view.prices else 0.0
-            needed = plan.gas * fees.max_fee
-            # in vault mode the executor holds the portfolio, the wallet pays the gas
-            payer = (
-                dict(snapshot.other_holdings).get(NATIVE, 0)
-                if self.reader.vault
-                else snapshot.eth_balance
-            )
-            if payer < needed and not execution.relay_url:
+            refused = gas_balance(plan, fees.max_fee, snapshot, self.reader.vault, self.settings)
+            if refused:
                 # no retry storm: every cycle would fail the same way until someone tops it up
-                raise Halt(
-                    f"the wallet holds {payer / 1e18:.6f} ETH, the plan's gas needs up "
-                    f"to {needed / 1e18:.6f} ETH: top up {self.settings.wallet.address}, "
-                    "then `rebalancer resume`"
-                )
+                raise Halt(refused)
             if execution.relay_url:
                 await execute_plan_as_bundle(
                     plan,
@@ -645,7 +611,7 @@ class Keeper:
             )
         settlement = settle(actions, steps)
         row = self.journal.rebalance(rebalance_id)
-        prices: dict[str, float] = row.get("prices") or {}
+        prices = row.prices or {}
         decimals = {symbol: t.decimals for symbol, t in self.settings.tokens.items()}
         gas_value = settlement.gas_paid_wei / 1e18 * prices.get(NATIVE, 0.0)
         loss = (
@@ -655,33 +621,31 @@ class Keeper:
         )
         executed = [actions[i] for i in settlement.executed]
         gain = self._update_lots(executed, rebalance_id)
-        fields: dict[str, Any] = {}
+        outcome: RebalanceUpdate = {
+            "status": settlement.status,
+            "checks": [_check_json(c) for c in settlement.checks],
+            "loss": loss,
+            "gas_used": settlement.gas_used,
+            "gas_cost_wei": str(settlement.gas_paid_wei),
+            "realized_gain": gain,
+            "tx_hashes": [s.tx_hash for s in steps],
+        }
         if before is not None and steps:
             try:
                 after = await self.reader.snapshot()
             except RebalancerError as err:  # the record stands on the receipts alone
                 log.warning("rebalance #%d: reading the chain after: %s", rebalance_id, err)
             else:
-                fields = self._after_fields(rebalance_id, before, after, executed, settlement)
-        self.journal.update_rebalance(
-            rebalance_id,
-            status=settlement.status,
-            checks=[_check_json(c) for c in settlement.checks],
-            loss=loss,
-            gas_used=settlement.gas_used,
-            gas_cost_wei=str(settlement.gas_paid_wei),
-            realized_gain=gain,
-            tx_hashes=[s.tx_hash for s in steps],
-            **fields,
-        )
+                outcome.update(
+                    self._after_fields(rebalance_id, before, after, executed, settlement)
+                )
+        self.journal.update_rebalance(rebalance_id, **outcome)
         self.metrics.gas_spent.inc(settlement.gas_paid_wei)
         self.metrics.rebalances.labels(settlement.status).inc()
-        now = int(row["time"])
+        now = int(row.time)
         self._add_loss(loss, max(now, int(time.time())))
         if settlement.executed:
-            self._charge_turnover(
-                row["turnover"] * executed_share(actions, settlement.executed), now
-            )
+            self._charge_turnover(row.turnover * executed_share(actions, settlement.executed), now)
         return settlement
 
     def _after_fields(
@@ -691,7 +655,7 @@ class Keeper:
         after: Snapshot,
         executed: Sequence[Action],
         settlement: Settlement,
-    ) -> dict[str, Any]:
+    ) -> RebalanceUpdate:
         """Balances after against before; what `reconcile` should expect from now on."""
         view = value_portfolio(after, self.settings)
         self.metrics.observe(view)
@@ -708,7 +672,7 @@ class Keeper:
             self._remember_holdings(after)
         return {
             "realized": {n: str(v) for n, v in sorted(realized.items()) if v},
-            "realized_weights": {u.unit: u.weight for u in view.units},
+            "realized_weights": view.weights,
             "value_after": view.total_value,
         }
 
@@ -730,17 +694,17 @@ class Keeper:
     async def _settle_unfinished(self) -> None:
         """Rebalances a crash, a signal or an error left open: settled from the chain."""
         for row in self.journal.unsettled_rebalances():
-            actions = tuple(_action_from_json(a) for a in row["trades"])
-            settlement = await self._settle(row["id"], actions, None)
+            actions = tuple(_action_from_json(a) for a in row.trades)
+            settlement = await self._settle(row.id, actions, None)
             if settlement is None:
                 continue
             log.warning(
                 "rebalance #%d was cut short; settled from the chain as %s",
-                row["id"],
+                row.id,
                 settlement.status,
             )
             if settlement.status == "shortfall":
-                error = self._shortfall(row["id"], settlement)
+                error = self._shortfall(row.id, settlement)
                 if isinstance(error, Halt):
                     self.halt(str(error))
 
@@ -766,8 +730,10 @@ class Keeper:
     # --- dry-run ------------------------------------------------------------------------------
     async def _simulate_on_fork(
         self, snapshot: Snapshot, view: Valuation, plan: Plan
-    ) -> dict[str, Any]:
+    ) -> tuple[bool, RebalanceUpdate]:
         """Run the plan on an anvil forking the target at this block; the target is untouched.
+
+        Returns whether every call succeeded, and what the rebalance's row records of it.
 
         anvil forks through a loopback forwarder (`bot/chain/fork_proxy.py`): the target's URL,
         API key and all, is never on its command line nor in its messages. Whatever goes wrong
@@ -830,14 +796,12 @@ class Keeper:
                 gas_used,
                 {u.unit: round(u.weight, 4) for u in after.units},
             )
-        return {
-            "ok": reverted is None,
-            "row": {
-                "realized": {o.name: str(o.realized) for o in report.outcomes},
-                "realized_weights": {u.unit: u.weight for u in after.units},
-                "value_after": after.total_value,
-                "gas_used": gas_used,
-            },
+        return reverted is None, {
+            "status": "simulated" if reverted is None else "failed",
+            "realized": {o.name: str(o.realized) for o in report.outcomes},
+            "realized_weights": after.weights,
+            "value_after": after.total_value,
+            "gas_used": gas_used,
         }
 
     # --- paper --------------------------------------------------------------------------------
@@ -882,34 +846,32 @@ class Keeper:
         """First run: open one lot per holding at today's price (the true cost is unknown)."""
         if self.journal.has_lots():
             return
-        for asset in view.assets:
-            if asset.amount > 0:
-                self.journal.add_lot(asset.asset, asset.amount, view.prices[asset.asset].spot, None)
+        for asset, amount, unit_cost in seed_lots(view):
+            self.journal.add_lot(asset, amount, unit_cost, None)
 
     def _update_lots(self, actions: Sequence[Action], rebalance_id: int) -> float:
         """Buys open lots at the traded price; sells close lots FIFO or HIFO. Returns the gain."""
+        decimals = {symbol: t.decimals for symbol, t in self.settings.tokens.items()}
         gain = 0.0
         for action in actions:
             if not isinstance(action, Swap):
                 continue
-            sold, bought = action.path[0], action.path[-1]
-            sold_units = action.amount_in / 10 ** self.settings.tokens[sold].decimals
-            bought_units = action.expected_out / 10 ** self.settings.tokens[bought].decimals
+            # one swap at a time: a later swap may sell what an earlier one bought
+            sold_units, bought_units = swap_units(action, decimals)
             proceeds = action.value_in  # numeraire value given up, at valuation prices
-            lots = self.journal.open_lots(sold)
-            if self.settings.keeper.lot_method == "HIFO":
-                lots.sort(key=lambda lot: -lot[2])
-            left = sold_units
-            for lot_id, amount, unit_cost, _ in lots:
-                if left <= 0:
-                    break
-                take = min(amount, left)
-                gain += take * (proceeds / sold_units - unit_cost)
-                self.journal.reduce_lot(lot_id, take)
-                left -= take
-            self.journal.add_lot(
-                bought, bought_units, proceeds / bought_units if bought_units else 0.0, rebalance_id
+            lots = self.journal.open_lots(action.path[0])
+            closures, realized = apply_trade(
+                lots, sold_units, proceeds, self.settings.keeper.lot_method
             )
+            for lot_id, amount in closures:
+                self.journal.reduce_lot(lot_id, amount)
+            self.journal.add_lot(
+                action.path[-1],
+                bought_units,
+                opened_unit_cost(bought_units, proceeds),
+                rebalance_id,
+            )
+            gain += realized
         return gain
 
 

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from bot.decide import Evaluation
-from bot.planner import AddLiquidity, RemoveLiquidity, Swap
 from bot.portfolio import Valuation
 from bot.settings import Settings
+from bot.types import AddLiquidity, RemoveLiquidity, Swap, to_units
 
 
 def as_json(view: Valuation, evaluation: Evaluation) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def _action(action: Swap | RemoveLiquidity | AddLiquidity) -> dict[str, Any]:
 
 def as_table(view: Valuation, evaluation: Evaluation, settings: Settings) -> str:
     def amt(raw: int, symbol: str) -> str:
-        return f"{raw / 10 ** settings.tokens[symbol].decimals:,.6g} {symbol}"
+        return f"{to_units(raw, settings.tokens[symbol].decimals):,.6g} {symbol}"
 
     decision = evaluation.decision
     n = view.numeraire

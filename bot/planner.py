@@ -1,5 +1,5 @@
-"""The planner, pure: from a decision's per-unit value deltas to an ordered Plan of actions with
-exact quotes from bot.amm.
+"""The planner, pure: from a decision's per-unit value deltas to an ordered Plan of actions (their
+types are in bot.types) with exact quotes from bot.amm.
 
 Order of work: LP positions over their target are removed first (their tokens join the wallet),
 then swaps (sells netted against buys, routed directly or through hub tokens, a direct trade split
@@ -15,93 +15,30 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from bot import amm
-from bot.portfolio import Valuation, value_portfolio
+from bot.portfolio import Valuation, pool_underlying, value_portfolio
 from bot.settings import Settings
-from bot.types import NATIVE, PoolState, Snapshot
+from bot.types import (
+    BPS,
+    GWEI,
+    NATIVE,
+    Action,
+    AddLiquidity,
+    Plan,
+    PoolState,
+    RemoveLiquidity,
+    Snapshot,
+    Swap,
+    slippage_floor,
+    to_raw,
+    to_units,
+)
 
 # Router02 gas by hop count (Uniswap's gas snapshots; +71,871 per extra hop), and liquidity calls.
 SWAP_GAS = {1: 121_407, 2: 193_278, 3: 265_149, 4: 337_020}
 REMOVE_LIQUIDITY_GAS = 140_000
 ADD_LIQUIDITY_GAS = 175_000
-BPS = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class Swap:
-    venue: str
-    path: tuple[str, ...]  # token symbols, input first
-    pools: tuple[str, ...]  # pool keys, one per hop
-    amount_in: int  # raw, leaving the wallet
-    expected_out: int  # raw, arriving in the wallet (after any transfer fee)
-    min_out: int
-    fee_on_transfer: bool  # use the router's *SupportingFeeOnTransferTokens entry point
-    gas: int
-    value_in: float  # numeraire, at valuation prices
-    fee_cost: float
-    impact_cost: float
-    kind: Literal["swap"] = "swap"
-
-
-@dataclass(frozen=True, slots=True)
-class RemoveLiquidity:
-    pool: str
-    venue: str
-    token0: str  # the pair's order: expected0 / min0 are token0's
-    token1: str
-    liquidity: int
-    expected0: int
-    expected1: int
-    min0: int
-    min1: int
-    gas: int
-    kind: Literal["remove_liquidity"] = "remove_liquidity"
-
-
-@dataclass(frozen=True, slots=True)
-class AddLiquidity:
-    pool: str
-    venue: str
-    token0: str  # the pair's order: amount0 / min0 are token0's
-    token1: str
-    amount0_desired: int
-    amount1_desired: int
-    amount0: int  # what the router will take
-    amount1: int
-    min0: int
-    min1: int
-    expected_liquidity: int
-    gas: int
-    kind: Literal["add_liquidity"] = "add_liquidity"
-
-
-Action = Swap | RemoveLiquidity | AddLiquidity
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    block_number: int
-    deadline: int
-    actions: tuple[Action, ...]
-    gas: int
-    gas_price_wei: int
-    fee_cost: float
-    impact_cost: float
-    gas_cost: float
-    post_weights: Mapping[str, float]  # per unit, valued at the post-trade pool prices
-    post_value: float
-    notes: tuple[str, ...] = ()
-    post_snapshot: Snapshot | None = None  # the chain as the plan leaves it (pools, balances)
-
-    @property
-    def total_cost(self) -> float:
-        return self.fee_cost + self.impact_cost + self.gas_cost
-
-    @property
-    def swaps(self) -> tuple[Swap, ...]:
-        return tuple(a for a in self.actions if isinstance(a, Swap))
 
 
 # --- the simulated market ----------------------------------------------------------------------
@@ -262,14 +199,14 @@ class _Planner:
     def price(self, symbol: str) -> float:
         return self.view.prices[symbol].spot
 
-    def scale(self, symbol: str) -> int:
-        return int(10 ** self.settings.tokens[symbol].decimals)
+    def decimals(self, symbol: str) -> int:
+        return self.settings.tokens[symbol].decimals
 
     def value(self, symbol: str, raw: int) -> float:
-        return raw / self.scale(symbol) * self.price(symbol)
+        return to_units(raw, self.decimals(symbol)) * self.price(symbol)
 
     def raw(self, symbol: str, value: float) -> int:
-        return int(value / self.price(symbol) * self.scale(symbol))
+        return to_raw(value / self.price(symbol), self.decimals(symbol))
 
     def gas_value(self, gas: int) -> float:
         weth = self.settings.weth_symbol()
@@ -277,7 +214,7 @@ class _Planner:
         return gas * self.gas_price_wei / 1e18 * eth_price
 
     def min_out(self, amount: int) -> int:
-        return amount * int(BPS * BPS - self.settings.execution.slippage_bps * BPS) // (BPS * BPS)
+        return slippage_floor(amount, self.settings.execution.slippage_bps)
 
     # --- LP positions -------------------------------------------------------------------------
     def remove_over_target_lp(self) -> None:
@@ -292,14 +229,7 @@ class _Planner:
                 continue
             state = self.market.states[position.key]
             liquidity = int(position.liquidity * (1 - target / weight))
-            amount0, amount1 = amm.lp_underlying(
-                liquidity,
-                state.reserve0,
-                state.reserve1,
-                state.total_supply,
-                state.k_last,
-                state.fee_on,
-            )
+            amount0, amount1 = pool_underlying(state, liquidity)
             self.market.states[position.key] = _after_liquidity(
                 state, -amount0, -amount1, -liquidity
             )
@@ -723,9 +653,12 @@ class _Planner:
     ) -> tuple[float, float]:
         mid, fee_only = self._mid_out(amounts, states, path)
         out_symbol = path[-1]
-        scale = self.scale(out_symbol)
+        decimals = self.decimals(out_symbol)
         price = self.price(out_symbol)
-        return (mid - fee_only) / scale * price, (fee_only - amounts[-1]) / scale * price
+        return (
+            to_units(mid - fee_only, decimals) * price,
+            to_units(fee_only - amounts[-1], decimals) * price,
+        )
 
     # --- result -------------------------------------------------------------------------------
     def finish(self, now: int) -> Plan:
@@ -743,7 +676,7 @@ class _Planner:
             fee_cost=fee_cost,
             impact_cost=impact_cost,
             gas_cost=self.gas_value(gas),
-            post_weights={u.unit: u.weight for u in post_view.units},
+            post_weights=post_view.weights,
             post_value=post_view.total_value,
             notes=tuple(self.notes),
             post_snapshot=post,
@@ -757,7 +690,7 @@ class _Planner:
 
 def gas_price(snapshot: Snapshot, settings: Settings) -> int:
     """What a transaction is expected to pay per gas: the base fee plus the configured tip."""
-    return snapshot.base_fee + int(settings.execution.priority_fee_gwei * 1e9)
+    return snapshot.base_fee + int(settings.execution.priority_fee_gwei * GWEI)
 
 
 def plan(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from bot import amm
 from bot.errors import DataError
 from bot.settings import Settings
-from bot.types import NATIVE, PoolObservation, PoolState, Snapshot
+from bot.types import NATIVE, PoolObservation, PoolState, Snapshot, to_units
 
 Q112 = 2**112
 UINT256 = 2**256
@@ -99,6 +99,11 @@ class Valuation:
 
     def unit(self, name: str) -> UnitAllocation:
         return next(u for u in self.units if u.unit == name)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Each unit's weight, by unit name."""
+        return {u.unit: u.weight for u in self.units}
 
     @property
     def flagged_pools(self) -> dict[str, str]:
@@ -215,7 +220,7 @@ def token_prices(
             else:
                 ratio, twap_ratio = quote.spot, quote.twap
                 reserve = state.reserve1
-            side_value = reserve / 10 ** decimals[symbol] * spot
+            side_value = to_units(reserve, decimals[symbol]) * spot
             depth = min(-neg_depth, 2 * side_value)
             other_twap = twap * twap_ratio if twap is not None and twap_ratio else None
             other_flags = (*flagged, key) if quote.flagged else flagged
@@ -236,6 +241,18 @@ def token_prices(
 
 
 # --- LP positions ----------------------------------------------------------------------------
+def pool_underlying(state: PoolState, liquidity: int) -> tuple[int, int]:
+    """(amount0, amount1) that burning `liquidity` of the pool pays, as `amm.lp_underlying`."""
+    return amm.lp_underlying(
+        liquidity,
+        state.reserve0,
+        state.reserve1,
+        state.total_supply,
+        state.k_last,
+        state.fee_on,
+    )
+
+
 def lp_positions(
     snapshot: Snapshot,
     settings: Settings,
@@ -252,14 +269,7 @@ def lp_positions(
         if state.wallet_lp == 0:
             continue
         pool = state.pool
-        amount0, amount1 = amm.lp_underlying(
-            state.wallet_lp,
-            state.reserve0,
-            state.reserve1,
-            state.total_supply,
-            state.k_last,
-            state.fee_on,
-        )
+        amount0, amount1 = pool_underlying(state, state.wallet_lp)
         supply = state.total_supply + (
             amm.protocol_fee_liquidity(
                 state.reserve0, state.reserve1, state.total_supply, state.k_last
@@ -268,17 +278,17 @@ def lp_positions(
             else 0
         )
         p0, p1 = prices[pool.token0].spot, prices[pool.token1].spot
-        d0, d1 = 10 ** decimals[pool.token0], 10 ** decimals[pool.token1]
-        value = amount0 / d0 * p0 + amount1 / d1 * p1
+        d0, d1 = decimals[pool.token0], decimals[pool.token1]
+        value = to_units(amount0, d0) * p0 + to_units(amount1, d1) * p1
         entry = entries.get((pool.venue, frozenset((pool.token0, pool.token1))))
         hold_value = il_vs_hold = il_price = None
         entry0 = entry1 = None
         if entry is not None:
             # lp_entries are written in pair order: amount0 is token0's
             entry0, entry1 = entry.amount0, entry.amount1
-            hold_value = entry0 / d0 * p0 + entry1 / d1 * p1
+            hold_value = to_units(entry0, d0) * p0 + to_units(entry1, d1) * p1
             il_vs_hold = value / hold_value - 1
-            entry_price = (entry1 / d1) / (entry0 / d0)
+            entry_price = to_units(entry1, d1) / to_units(entry0, d0)
             # the price move the pool itself saw, not the (maybe deeper) valuation path's
             il_price = amm.impermanent_loss(pools[pool.key].spot / entry_price)
         positions.append(
@@ -324,14 +334,7 @@ def value_portfolio(snapshot: Snapshot, settings: Settings) -> Valuation:
     for name, amount in snapshot.other_holdings:
         if name in states:
             state = states[name]
-            underlying = amm.lp_underlying(
-                amount,
-                state.reserve0,
-                state.reserve1,
-                state.total_supply,
-                state.k_last,
-                state.fee_on,
-            )
+            underlying = pool_underlying(state, amount)
             for symbol, part in zip(
                 (state.pool.token0, state.pool.token1), underlying, strict=True
             ):
@@ -346,7 +349,7 @@ def value_portfolio(snapshot: Snapshot, settings: Settings) -> Valuation:
     def notional_of(asset: str) -> float:
         return 1.0 if asset == NATIVE else settings.tokens[asset].notional
 
-    values = {a: raw[a] / 10 ** decimals(a) * prices[a].spot for a in raw}
+    values = {a: to_units(raw[a], decimals(a)) * prices[a].spot for a in raw}
     notionals = {a: values[a] * notional_of(a) for a in raw}
     total_value = math.fsum(values.values())
     total_notional = math.fsum(notionals.values())
@@ -358,8 +361,8 @@ def value_portfolio(snapshot: Snapshot, settings: Settings) -> Valuation:
             asset=a,
             unit=settings.unit_of(a),
             raw=raw[a],
-            amount=raw[a] / 10 ** decimals(a),
-            in_lp=in_lp[a] / 10 ** decimals(a),
+            amount=to_units(raw[a], decimals(a)),
+            in_lp=to_units(in_lp[a], decimals(a)),
             value=values[a],
             notional=notionals[a],
             weight=notionals[a] / total_notional,

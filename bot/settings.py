@@ -256,8 +256,12 @@ class VolatilityBands(Section):
     """EMA weight of the newest price before volatility is measured (1: no smoothing); lower
     values keep a passing quote from widening the bands by itself."""
     min_observations: int = Field(default=10, ge=3)
-    """Price points needed (one per keeper cycle) before bands are scaled; until then they keep
-    their configured width."""
+    """Price points needed before bands are scaled (one is kept per day, or per window_seconds /
+    30 for a window under 30 days); until then they keep their configured width."""
+    window_seconds: int = Field(default=30 * 86_400, gt=0)
+    """How far back realized volatility is measured, in seconds (2592000: 30 days). The keeper
+    and the backtest keep this much price history, one point per UTC day (per window_seconds /
+    30 under 30 days), so that bands mean the same live and in the backtest."""
 
 
 class CostGate(Section):

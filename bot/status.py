@@ -5,26 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bot.chain.connect import rpc_client
 from bot.chain.reader import SnapshotReader
-from bot.chain.rpc import RetryPolicy, RpcClient
 from bot.portfolio import Valuation, value_portfolio
 from bot.settings import Settings
 from bot.types import Snapshot
-
-
-def rpc_client(settings: Settings) -> RpcClient:
-    retry = settings.chain.retry
-    return RpcClient(
-        settings.chain.rpc_urls,
-        chain_id=settings.chain.chain_id,
-        retry=RetryPolicy(
-            attempts=retry.attempts,
-            backoff_seconds=retry.backoff_seconds,
-            backoff_multiplier=retry.backoff_multiplier,
-            timeout_seconds=retry.timeout_seconds,
-        ),
-        max_lag_blocks=settings.chain.max_lag_blocks,
-    )
 
 
 async def read_and_value(settings: Settings) -> tuple[Snapshot, Valuation]:

@@ -1,14 +1,33 @@
-"""Frozen data passed between the stages: raw integer amounts, checksummed addresses."""
+"""Frozen data passed between the stages (raw integer amounts, checksummed addresses), from the
+snapshot the keeper reads to the plan it carries out, and the units they are counted in."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NewType
+from typing import Literal, NewType
 
 Address = NewType("Address", str)  # EIP-55 checksummed
 Raw = int  # an amount in a token's smallest unit (wei, 1e-6 USDC, ...)
 
 NATIVE = "ETH"  # the symbol of the chain's native coin in holdings
+BPS = 10_000  # basis points in a whole
+GWEI = 10**9  # wei in a gwei
+
+
+def to_units(raw: float, decimals: int) -> float:
+    """A raw amount in whole units (USDC: 1_500_000 and 6 decimals give 1.5)."""
+    return float(raw / 10**decimals)
+
+
+def to_raw(units: float, decimals: int) -> Raw:
+    """Whole units as a raw amount, rounded toward zero (the inverse of `to_units`)."""
+    return int(units * 10**decimals)
+
+
+def slippage_floor(amount: Raw, slippage_bps: float) -> Raw:
+    """The least `amount` may come to, `slippage_bps` below it: an action's minimum output."""
+    return amount * int(BPS * BPS - slippage_bps * BPS) // (BPS * BPS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +39,7 @@ class Token:
     weth: bool = False  # the wrapped native coin: priced with native ETH
 
     def to_units(self, raw: Raw) -> float:
-        return float(raw / 10**self.decimals)
+        return to_units(raw, self.decimals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +116,104 @@ class Snapshot:
             if state.key == key:
                 return state
         raise KeyError(key)
+
+
+# --- the plan: the planner's output, which execution carries out ------------------------------
+@dataclass(frozen=True, slots=True)
+class Swap:
+    venue: str
+    path: tuple[str, ...]  # token symbols, input first
+    pools: tuple[str, ...]  # pool keys, one per hop
+    amount_in: int  # raw, leaving the wallet
+    expected_out: int  # raw, arriving in the wallet (after any transfer fee)
+    min_out: int
+    fee_on_transfer: bool  # use the router's *SupportingFeeOnTransferTokens entry point
+    gas: int
+    value_in: float  # numeraire, at valuation prices
+    fee_cost: float
+    impact_cost: float
+    kind: Literal["swap"] = "swap"
+
+    @property
+    def changes(self) -> tuple[tuple[str, int], ...]:
+        """The wallet's raw change per token as quoted: what leaves it (negative) first."""
+        return (self.path[0], -self.amount_in), (self.path[-1], self.expected_out)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveLiquidity:
+    pool: str
+    venue: str
+    token0: str  # the pair's order: expected0 / min0 are token0's
+    token1: str
+    liquidity: int
+    expected0: int
+    expected1: int
+    min0: int
+    min1: int
+    gas: int
+    kind: Literal["remove_liquidity"] = "remove_liquidity"
+
+    @property
+    def changes(self) -> tuple[tuple[str, int], ...]:
+        """The wallet's raw change per token (the LP token by its pool key) as quoted: what
+        leaves it (negative) first."""
+        return (
+            (self.pool, -self.liquidity),
+            (self.token0, self.expected0),
+            (self.token1, self.expected1),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AddLiquidity:
+    pool: str
+    venue: str
+    token0: str  # the pair's order: amount0 / min0 are token0's
+    token1: str
+    amount0_desired: int
+    amount1_desired: int
+    amount0: int  # what the router will take
+    amount1: int
+    min0: int
+    min1: int
+    expected_liquidity: int
+    gas: int
+    kind: Literal["add_liquidity"] = "add_liquidity"
+
+    @property
+    def changes(self) -> tuple[tuple[str, int], ...]:
+        """The wallet's raw change per token (the LP token by its pool key) as quoted: what
+        leaves it (negative) first."""
+        return (
+            (self.token0, -self.amount0),
+            (self.token1, -self.amount1),
+            (self.pool, self.expected_liquidity),
+        )
+
+
+Action = Swap | RemoveLiquidity | AddLiquidity
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    block_number: int
+    deadline: int
+    actions: tuple[Action, ...]
+    gas: int
+    gas_price_wei: int
+    fee_cost: float
+    impact_cost: float
+    gas_cost: float
+    post_weights: Mapping[str, float]  # per unit, valued at the post-trade pool prices
+    post_value: float
+    notes: tuple[str, ...] = ()
+    post_snapshot: Snapshot | None = None  # the chain as the plan leaves it (pools, balances)
+
+    @property
+    def total_cost(self) -> float:
+        return self.fee_cost + self.impact_cost + self.gas_cost
+
+    @property
+    def swaps(self) -> tuple[Swap, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Swap))

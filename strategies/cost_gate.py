@@ -48,8 +48,7 @@ def benefit(view: Valuation, after: dict[str, float], gate: CostGate) -> float:
             for u in view.units
         )
         return view.total_value * gate.value_per_drift * removed
-    before = {u.unit: u.weight for u in view.units}
-    return drift_risk(view, before, gate) - drift_risk(view, after, gate)
+    return drift_risk(view, view.weights, gate) - drift_risk(view, after, gate)
 
 
 def check(view: Valuation, after: dict[str, float], cost: float, gate: CostGate) -> GateResult:

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from bot.types import slippage_floor
+
 if TYPE_CHECKING:
     from bot.journal import Journal
     from tests.conftest import Chain
@@ -53,7 +55,6 @@ APPROVE = "0x095ea7b3"  # approve(address,uint256): idempotent, not an execution
 BALANCE_OF = "0x70a08231"
 TOTAL_SUPPLY = "0x18160ddd"
 GET_RESERVES = "0x0902f1ac"
-BPS = 10_000
 # a plan recorded in live mode with any other status may have run, in part or whole
 NOTHING_SENT = {"simulated", "paper", "waiting_gas", "not_sent"}
 
@@ -152,8 +153,7 @@ class ChainWatch:
             elif kind == "add_liquidity":
                 add(get("token0"), -int(get("amount0_desired")))
                 add(get("token1"), -int(get("amount1_desired")))
-                keep = BPS * BPS - int(slippage_bps * BPS)
-                add(get("pool"), int(get("expected_liquidity")) * keep // (BPS * BPS))
+                add(get("pool"), slippage_floor(int(get("expected_liquidity")), slippage_bps))
                 words = [get(n) for n in ("amount0_desired", "amount1_desired", "min0", "min1")]
             else:
                 raise ValueError(f"unknown action kind {kind!r}")
@@ -167,9 +167,9 @@ class ChainWatch:
         have run once, in part or whole). Returns the number of their actions: the most that may
         execute."""
         return sum(
-            self.allow_actions(row["trades"], slippage_bps)
+            self.allow_actions(row.trades, slippage_bps)
             for row in journal.rebalances()
-            if row["mode"] == "live" and row["status"] not in NOTHING_SENT
+            if row.mode == "live" and row.status not in NOTHING_SENT
         )
 
     def injected(self, asset: str, change: int) -> None:

@@ -19,11 +19,12 @@ from datetime import UTC, date, datetime, time
 from bot import amm
 from bot.decide import evaluate
 from bot.errors import ConfigError
-from bot.portfolio import Valuation, value_portfolio
+from bot.portfolio import value_portfolio
 from bot.prices import PriceTable, price_matrix
 from bot.settings import Settings
-from bot.types import Address, Pool, PoolState, Snapshot
-from strategies.base import DAY, PricePoint, StrategyState
+from bot.types import BPS, GWEI, Address, Pool, PoolState, Snapshot, to_raw
+from strategies.base import DAY, StrategyState
+from strategies.state import observation, observe
 
 STRESS_WINDOWS = {
     "March 2020": (date(2020, 3, 1), date(2020, 3, 31)),
@@ -31,8 +32,6 @@ STRESS_WINDOWS = {
     "May 2022": (date(2022, 5, 1), date(2022, 5, 31)),
     "November 2022": (date(2022, 11, 1), date(2022, 11, 30)),
 }
-GWEI = 10**9
-HISTORY_POINTS = 400
 
 
 def in_stress(day: date) -> str | None:
@@ -139,7 +138,7 @@ class SimulatedMarket:
             self.states[spec.key] = PoolState(pool, r0, r1, 0, supply, 0, 0, 0, False, 0)
 
     def _raw(self, symbol: str, usd: float, prices: dict[str, float]) -> int:
-        return int(usd / prices[symbol] * 10 ** self.settings.tokens[symbol].decimals)
+        return to_raw(usd / prices[symbol], self.settings.tokens[symbol].decimals)
 
     def arbitrage(self, prices: dict[str, float]) -> None:
         """Each pool takes the arbitrageur's optimal trade toward the external price."""
@@ -156,7 +155,7 @@ def arbitraged(state: PoolState, prices: dict[str, float], settings: Settings) -
     pool = state.pool
     p = prices[pool.token0] / prices[pool.token1] * 10 ** settings.tokens[pool.token1].decimals
     p /= 10 ** settings.tokens[pool.token0].decimals
-    gamma = (10_000 - pool.fee_bps) / 10_000
+    gamma = (BPS - pool.fee_bps) / BPS
     r0, r1 = state.reserve0, state.reserve1
     x = (math.sqrt(gamma * r0 * r1 / p) - r0) / gamma
     if x >= 1:
@@ -271,10 +270,7 @@ def simulate(
         )
         view = value_portfolio(snapshot, settings)
         if not hold:
-            state = replace(
-                state,
-                history=(*state.history, PricePoint(now, _unit_prices(view)))[-HISTORY_POINTS:],
-            )
+            state = observe(state, settings.strategy, observation(view, now))  # as the keeper
             evaluation = evaluate(snapshot, view, settings, state, now, int(gas_gwei * GWEI))
             if evaluation.decision.evaluated:
                 state = replace(state, last_evaluation=now)
@@ -331,17 +327,6 @@ def simulate(
                 hold_value = entry[0] * p0 + entry[1] * p1
                 result.lp_il[position.key] = position.value / hold_value - 1 if hold_value else 0.0
     return result
-
-
-def _unit_prices(view: Valuation) -> tuple[tuple[str, float], ...]:
-    return tuple(
-        (
-            u.unit,
-            math.fsum(view.prices[m].spot for m in u.members if m in view.prices)
-            / max(len(u.members), 1),
-        )
-        for u in view.units
-    )
 
 
 def progress_bar(label: str) -> Callable[[int, int], None]:

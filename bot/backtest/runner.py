@@ -20,6 +20,7 @@ from bot.backtest.engine import STRESS_WINDOWS, in_stress, progress_bar, simulat
 from bot.errors import ConfigError
 from bot.prices import PriceTable, price_matrix
 from bot.settings import Settings
+from bot.types import BPS
 
 SWEEP_WIDTHS = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)
 SWEEP_EVERY = (1, 7, 30, 90)
@@ -70,7 +71,7 @@ def sweep_market(
         prices=prices,
         targets=np.array([settings.portfolio.targets[u] for u in units]),
         depth=np.full(len(units), settings.backtest.pool_depth_usd),
-        fee=settings.venues[next(iter(settings.venues))].fee_bps / 10_000,
+        fee=settings.venues[next(iter(settings.venues))].fee_bps / BPS,
         gas=gas_usd,
         initial_value=settings.backtest.initial_value,
     )

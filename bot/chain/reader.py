@@ -20,8 +20,8 @@ from eth_abi.exceptions import DecodingError
 from eth_utils.address import to_checksum_address
 
 from bot.chain import abi
-from bot.chain.rpc import RpcClient, RpcError, RpcRequest
-from bot.errors import ConfigError, DataError
+from bot.chain.rpc import RpcClient, RpcRequest
+from bot.errors import ConfigError, DataError, RpcError
 from bot.settings import Settings
 from bot.types import Address, Pool, PoolObservation, PoolState, Snapshot
 

@@ -21,7 +21,15 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.errors import ConfigError, DataError, TemporaryError
+from bot.errors import (
+    ConfigError,
+    DataError,
+    LocalResourceError,
+    NotDelivered,
+    RebalancerError,
+    RpcError,
+    TemporaryError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,31 +69,6 @@ class RetryPolicy:
 class RpcRequest:
     method: str
     params: Sequence[Any] = ()
-
-
-class RpcError(TemporaryError):
-    """A node answered with a JSON-RPC error object."""
-
-    def __init__(self, method: str, code: int | None, message: str, data: Any = None) -> None:
-        super().__init__(f"{method}: {message} (code {code})")
-        self.method = method
-        self.code = code
-        self.rpc_message = message
-        self.data = data
-
-
-class NotDelivered(TemporaryError):
-    """No attempt was taken up: the connection was refused, or the endpoint answered an HTTP
-    error status (busy, rate-limited, its upstream down) instead of a JSON-RPC answer. Whatever
-    was asked did not happen; a transaction that was not delivered did not go out."""
-
-
-class LocalResourceError(TemporaryError):
-    """This host ran out of file descriptors: no endpoint is at fault, so none is marked failed.
-
-    A TemporaryError still, so callers that treat a send without an answer as "may have gone
-    out" (the sender) keep doing so.
-    """
 
 
 def out_of_descriptors(err: BaseException) -> bool:
@@ -197,10 +180,10 @@ class RpcClient:
                         raise item
                 self._current = self.endpoints.index(endpoint)
                 return results
-            except (TemporaryError, DataError) as err:
-                if isinstance(err, RpcError | LocalResourceError):
-                    # RpcError: the node understood and refused, another node would too.
-                    # LocalResourceError: our fault, not this endpoint's; the next would fail too.
+            except RebalancerError as err:
+                if not err.endpoint_fault:
+                    # e.g. RpcError (the node understood and refused, another node would too) or
+                    # LocalResourceError (our fault, not this endpoint's; the next would fail too)
                     raise
                 endpoint.failures += 1
                 last_error = err
@@ -254,7 +237,9 @@ class RpcClient:
         for attempt in range(self.retry.attempts):
             try:
                 return await self._post(endpoint, requests)
-            except TemporaryError as err:
+            except RebalancerError as err:
+                if not err.retryable:
+                    raise
                 maybe_delivered = maybe_delivered or not isinstance(err, NotDelivered)
                 if attempt == len(delays):
                     if maybe_delivered and isinstance(err, NotDelivered):

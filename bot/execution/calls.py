@@ -14,10 +14,9 @@ from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from bot.errors import ConfigError
-from bot.planner import AddLiquidity, Plan, RemoveLiquidity, Swap
 from bot.settings import Settings
+from bot.types import AddLiquidity, Plan, RemoveLiquidity, Swap, slippage_floor
 
-BPS = 10_000
 SWAP, REMOVE_LIQUIDITY, ADD_LIQUIDITY = 0, 1, 2
 ZERO = "0x" + "0" * 40
 STEP = "(uint8,address,address,uint256,uint256,uint256,uint256)"
@@ -59,8 +58,7 @@ class Spend:
 
 
 def min_liquidity(action: AddLiquidity, settings: Settings) -> int:
-    keep = BPS * BPS - int(settings.execution.slippage_bps * BPS)
-    return action.expected_liquidity * keep // (BPS * BPS)
+    return slippage_floor(action.expected_liquidity, settings.execution.slippage_bps)
 
 
 def spends(plan: Plan, settings: Settings, pairs: Mapping[str, str]) -> list[tuple[str, int]]:
@@ -84,17 +82,11 @@ def spends(plan: Plan, settings: Settings, pairs: Mapping[str, str]) -> list[tup
         produced[token] = produced.get(token, 0) + amount
 
     for action in plan.actions:
-        if isinstance(action, Swap):
-            spend(action.path[0], action.amount_in)
-            produce(action.path[-1], action.expected_out)
-        elif isinstance(action, RemoveLiquidity):
-            spend(action.pool, action.liquidity)
-            produce(action.token0, action.expected0)
-            produce(action.token1, action.expected1)
-        else:
-            spend(action.token0, action.amount0)
-            spend(action.token1, action.amount1)
-            produce(action.pool, action.expected_liquidity)
+        for name, amount in action.changes:  # what leaves the wallet first
+            if amount < 0:
+                spend(name, -amount)
+            else:
+                produce(name, amount)
     return sorted(needed.items())
 
 

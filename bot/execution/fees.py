@@ -6,14 +6,10 @@ import math
 from dataclasses import dataclass
 
 from bot.chain.rpc import RpcClient
-from bot.errors import DataError, SkipCycle
+from bot.errors import DataError, FeeTooHigh
+from bot.guards import fee_caps
 from bot.settings import ExecutionSettings
-
-GWEI = 10**9
-
-
-class FeeTooHigh(SkipCycle):
-    """Gas is above a configured cap: the rebalance waits (nothing is sent)."""
+from bot.types import GWEI
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +73,8 @@ def assert_signable(tx: dict[str, object], settings: ExecutionSettings) -> None:
 
 
 def check_caps(fees: Fees, gas: int, eth_price: float, settings: ExecutionSettings) -> None:
-    """Raise FeeTooHigh (say why) when this plan would pay more than the caps allow."""
-    cap = int(settings.max_fee_gwei * GWEI)
-    if fees.base_fee > cap:
-        raise FeeTooHigh(
-            f"base fee {fees.base_fee / GWEI:.1f} gwei is above execution.max_fee_gwei "
-            f"{settings.max_fee_gwei:g}: waiting"
-        )
-    cost = gas * fees.max_fee / 1e18 * eth_price  # what is signed: suggest_fees clamps it
-    if cost > settings.max_gas_cost:
-        raise FeeTooHigh(
-            f"gas for this rebalance could cost {cost:,.2f}, above execution.max_gas_cost "
-            f"{settings.max_gas_cost:,.2f}: waiting"
-        )
+    """Raise FeeTooHigh (say why) when this plan would pay more than the caps allow
+    (`bot.guards.fee_caps`)."""
+    refused = fee_caps(fees, gas, eth_price, settings)
+    if refused:
+        raise FeeTooHigh(refused)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot.planner import Action, AddLiquidity, Plan, RemoveLiquidity, Swap
 from bot.portfolio import Valuation
 from bot.settings import Settings
-from bot.types import Snapshot
+from bot.types import Action, Plan, Snapshot, to_units
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +48,8 @@ def action_changes(actions: Iterable[Action]) -> dict[str, int]:
         changes[name] = changes.get(name, 0) + amount
 
     for action in actions:
-        if isinstance(action, Swap):
-            add(action.path[0], -action.amount_in)
-            add(action.path[-1], action.expected_out)
-        elif isinstance(action, RemoveLiquidity):
-            add(action.pool, -action.liquidity)
-            add(action.token0, action.expected0)
-            add(action.token1, action.expected1)
-        else:
-            assert isinstance(action, AddLiquidity)
-            add(action.token0, -action.amount0)
-            add(action.token1, -action.amount1)
-            add(action.pool, action.expected_liquidity)
+        for name, amount in action.changes:
+            add(name, amount)
     return {name: amount for name, amount in changes.items() if amount}
 
 
@@ -93,6 +82,6 @@ def reconcile(
     for outcome in outcomes:
         missing = outcome.expected - outcome.realized
         if missing > 0 and outcome.name in settings.tokens:
-            scale = 10 ** settings.tokens[outcome.name].decimals
-            shortfall += missing / scale * view.prices[outcome.name].spot
+            decimals = settings.tokens[outcome.name].decimals
+            shortfall += to_units(missing, decimals) * view.prices[outcome.name].spot
     return Reconciliation(outcomes, gas_used, gas_cost_wei, shortfall)

@@ -20,13 +20,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from bot.chain.rpc import redact
-from bot.errors import SkipCycle, TemporaryError
+from bot.errors import BundleReverted, TemporaryError
 
 log = logging.getLogger(__name__)
-
-
-class BundleReverted(SkipCycle):
-    """The relay's simulation says a transaction of the bundle reverts: nothing was sent."""
 
 
 def signature_header(identity: LocalAccount, body: bytes) -> str:

@@ -18,11 +18,14 @@ from bot.execution.calls import Call, approve_data, executor_call, router_calls,
 from bot.execution.fees import Fees, check_caps
 from bot.execution.relay import BundleRelay
 from bot.execution.sender import Mined, Sender
-from bot.planner import Plan
 from bot.settings import Settings
+from bot.types import Plan
 
 log = logging.getLogger(__name__)
 ALLOWANCE = function_signature_to_4byte_selector("allowance(address,address)")
+# An approve transaction's gas, a bound: ~46k from a zero allowance, ~29k from a nonzero one
+# (a token that must go through zero sends its reset as an approval of its own), more behind
+# a proxy such as USDC's. A bundle signs approvals with this gas limit; the fee caps count it.
 APPROVAL_GAS = 80_000
 EXECUTE_OVERHEAD_GAS = 60_000
 
@@ -105,7 +108,7 @@ async def execute_plan(
     needs, planned = plan_calls(plan, settings, pairs, owner)
     actions = [call for call, _ in planned]
     approvals = await approval_calls(rpc, settings, owner, needs)
-    check_caps(fees, plan.gas + 50_000 * len(approvals), eth_price, execution)
+    check_caps(fees, plan.gas + APPROVAL_GAS * len(approvals), eth_price, execution)
     mined: list[Mined] = []
     for call in [*approvals, *actions]:
         pending = await sender.send(call, fees, rebalance_id=rebalance_id)

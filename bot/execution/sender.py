@@ -21,36 +21,25 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
-from bot.chain.rpc import NotDelivered, RetryPolicy, RpcClient, RpcError
-from bot.errors import Halt, SkipCycle, TemporaryError
+from bot.chain.rpc import RpcClient
+from bot.errors import (
+    NonceTaken,
+    NotDelivered,
+    NotSent,
+    PrivateNotResent,
+    RpcError,
+    SendRejected,
+    SimulationReverted,
+    TemporaryError,
+)
 from bot.execution.calls import Call
-from bot.execution.fees import GWEI, Fees, assert_signable
+from bot.execution.fees import Fees, assert_signable
 from bot.execution.signer import Signer
 from bot.journal import Journal
-from bot.settings import ExecutionSettings, Settings
+from bot.settings import ExecutionSettings
+from bot.types import GWEI
 
 log = logging.getLogger(__name__)
-
-
-class SimulationReverted(SkipCycle):
-    """The transaction would revert now: nothing was signed, the nonce is untouched."""
-
-
-class SendRejected(SkipCycle):
-    """The node refused the signed transaction; its nonce is free again."""
-
-
-class NotSent(TemporaryError):
-    """No endpoint could be reached to send it: it never left, its nonce is free. A failed
-    cycle, not a skip: an endpoint that stays down trips the circuit breaker."""
-
-
-class PrivateNotResent(SkipCycle):
-    """A private transaction would have to go out publicly to be re-sent; it is not."""
-
-
-class NonceTaken(Halt):
-    """Another transaction (not ours) used our nonce: a person should look at the wallet."""
 
 
 @dataclass
@@ -84,31 +73,6 @@ class Mined:
     replaced: int  # how many times it was replaced before this one mined
     rebroadcasts: int
     contract_address: str | None = None
-
-
-def private_client(settings: Settings) -> RpcClient | None:
-    """The client for `execution.private_rpc_url`, not yet opened; None when none is set.
-
-    Every path that builds a Sender (the keeper, `deploy-executor`) takes its private endpoint
-    from here, so none of them can forget it. The client is opened like any RpcClient (`async
-    with`) and connects only on the first send: an endpoint that is down at startup stops
-    nothing until a transaction has to go out, and then that transaction is not sent publicly
-    (unless `execution.private_fallback_to_public`).
-    """
-    url = settings.execution.private_rpc_url
-    if not url:
-        return None
-    retry = settings.chain.retry
-    return RpcClient(
-        [url],
-        chain_id=settings.chain.chain_id,
-        retry=RetryPolicy(
-            attempts=retry.attempts,
-            backoff_seconds=retry.backoff_seconds,
-            backoff_multiplier=retry.backoff_multiplier,
-            timeout_seconds=retry.timeout_seconds,
-        ),
-    )
 
 
 class Sender:
@@ -310,9 +274,9 @@ class Sender:
             try:
                 await self.private_rpc.call("eth_sendRawTransaction", "0x" + raw.hex())
                 return
-            except RpcError:
-                raise  # refused, not down: the public mempool is no answer to that
             except TemporaryError:
+                # Down, not refused: an RpcError is not a TemporaryError and goes up as it is
+                # (the public mempool is no answer to a refusal).
                 if not self.settings.private_fallback_to_public:
                     raise
                 log.warning("private endpoint failed; sending through the public one as configured")

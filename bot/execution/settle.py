@@ -15,8 +15,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bot.planner import Action, AddLiquidity, RemoveLiquidity, Swap
+from bot.types import Action, AddLiquidity, RemoveLiquidity, Swap, to_units
+
+if TYPE_CHECKING:
+    from bot.journal import RebalanceStatus
 
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 
@@ -52,7 +56,7 @@ class Check:
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    status: str
+    status: RebalanceStatus
     executed: tuple[int, ...]  # action indexes that took effect
     checks: tuple[Check, ...]
     gas_used: int
@@ -131,6 +135,7 @@ def settle(actions: Sequence[Action], steps: Sequence[Step]) -> Settlement:
             )
     gas_used = sum(s.gas_used for s in steps)
     gas_paid = sum(s.gas_paid_wei for s in steps)
+    status: RebalanceStatus
     if not steps:
         status = "not_sent"
     elif any(not c.ok for c in checks):
@@ -149,7 +154,7 @@ def shortfall_value(
 ) -> float:
     """Numeraire value of what came in below the quote (or went out above it)."""
     return math.fsum(
-        (c.expected - c.realized) / 10 ** decimals[c.token] * prices[c.token]
+        to_units(c.expected - c.realized, decimals[c.token]) * prices[c.token]
         for c in checks
         if c.realized < c.expected and c.token in prices and c.token in decimals
     )

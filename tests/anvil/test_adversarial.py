@@ -138,8 +138,8 @@ async def test_a_balance_removed_before_sending_sends_nothing(
     assert len(mined) == nonce
     assert all(r.what.startswith(("approve", "reset")) for r in mined)
     # the record follows the chain: approvals mined make it partial, with no action executed
-    assert row["status"] == ("partial" if mined else "not_sent")
-    assert all(not check["actions"] for check in row["checks"] or [])
+    assert row.status == ("partial" if mined else "not_sent")
+    assert all(not check["actions"] for check in row.checks or [])
     watch.finish(executions=0)  # approvals are not counted as executions
 
 
@@ -489,7 +489,7 @@ async def test_gas_above_the_cap_waits_alerts_and_sends_nothing(
     assert result.status == "skipped"
     assert "waiting" in (result.reason or "")
     assert metrics.gas_cap_hits._value.get() == 1
-    assert journal.rebalances()[0]["status"] == "not_sent"
+    assert journal.rebalances()[0].status == "not_sent"
     assert chain.w3.eth.get_transaction_count(keeper_address) == 0
     watch.finish(executions=0)
 

@@ -9,10 +9,11 @@ import pytest
 from eth_account import Account
 
 from bot.chain.rpc import RpcClient
+from bot.errors import BundleReverted, NotSent
 from bot.execution.fees import suggest_fees
-from bot.execution.relay import BundleRelay, BundleReverted
+from bot.execution.relay import BundleRelay
 from bot.execution.run import execute_plan_as_bundle
-from bot.execution.sender import NotSent, Sender
+from bot.execution.sender import Sender
 from bot.execution.signer import Signer
 from bot.journal import Journal
 from bot.planner import plan
@@ -152,7 +153,8 @@ async def test_a_private_transaction_never_falls_back_to_public(
 async def test_a_dropped_private_transaction_is_not_resent_publicly(
     chain: Chain, tmp_path: Path
 ) -> None:
-    from bot.execution.sender import Pending, PrivateNotResent
+    from bot.errors import PrivateNotResent
+    from bot.execution.sender import Pending
     from tests.anvil.test_sender import settings_for, transfer_call
 
     settings = settings_for(chain, confirmations=1)

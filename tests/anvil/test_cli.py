@@ -243,7 +243,7 @@ async def test_a_rebalance_points_at_its_cycle(chain: Chain, tmp_path: Path) -> 
         second = await keeper.cycle()
     assert (first.status, second.status) == ("rebalanced", "skipped")
     (row,) = journal.rebalances()
-    cycles = {c["id"]: c for c in journal.cycles()}
+    cycles = {c.id: c for c in journal.cycles()}
     assert len(cycles) == 2
-    assert cycles[row["cycle_id"]]["status"] == "rebalanced"
-    assert row["cycle_id"] == min(cycles)
+    assert cycles[row.cycle_id].status == "rebalanced"
+    assert row.cycle_id == min(cycles)

@@ -104,7 +104,7 @@ def test_kill_9_with_a_transaction_pending(
         assert receipt["blockHash"] == record.block_hash
     assert journal.open_transactions(keeper_address) == []
     assert pending[0] in {r.tx_hash for r in mined}  # the first one was settled, not redone
-    statuses = sorted(row["status"] for row in journal.rebalances())
+    statuses = sorted(row.status for row in journal.rebalances())
     # the killed run's attempt is settled from the chain at the restart: its first
     # transaction mined, the rest of that plan was never sent; the restart rebalanced once
     assert statuses == ["executed", "partial"]
@@ -206,8 +206,8 @@ async def test_kill_9_with_a_bundle_pending(chain: Chain, tmp_path: Path, faults
     records = [r for n in range(nonce + len(sent)) for r in journal.by_nonce(keeper_address, n)]
     mined = [r for r in records if r.status == "mined"]
     assert sorted(r.nonce for r in mined) == list(range(nonce))  # every used nonce, once
-    statuses = [row["status"] for row in journal.rebalances()]  # newest first
-    reasons = [c["reason"] for c in journal.cycles()]
+    statuses = [row.status for row in journal.rebalances()]  # newest first
+    reasons = [c.reason for c in journal.cycles()]
     assert statuses[-1] == "not_sent", statuses  # the killed attempt: its bundle never landed
     assert statuses.count("executed") == 1, (statuses, reasons)  # and one execution after it
     watch.finish(executions=watch.allow_journal(journal, SLIPPAGE_BPS))

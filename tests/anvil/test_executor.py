@@ -13,9 +13,10 @@ from web3 import Web3
 from anvil_fixtures.artifacts import project_artifact
 from bot.execution.calls import executor_call
 from bot.paths import ROOT
-from bot.planner import AddLiquidity, Plan, plan
+from bot.planner import plan
 from bot.settings import Settings, load_settings
 from bot.status import read_and_value
+from bot.types import AddLiquidity, Plan
 from tests.conftest import Chain
 from tests.faults import Faults, adversarial
 from tests.helpers import contract, send

@@ -40,10 +40,10 @@ async def test_dry_run_sends_nothing_to_the_target(
         result = await keeper.cycle()
     assert result.status == "rebalanced", result.reason
     (row,) = journal.rebalances()
-    assert row["status"] == "simulated"
-    assert row["gas_used"] > 100_000
-    assert row["realized"]  # what would have happened, token by token
-    assert row["quoted"] == {k: v for k, v in row["realized"].items() if k in row["quoted"]}
+    assert row.status == "simulated"
+    assert row.gas_used > 100_000
+    assert row.realized  # what would have happened, token by token
+    assert row.quoted == {k: v for k, v in row.realized.items() if k in row.quoted}
     assert (w3.eth.block_number, w3.eth.get_transaction_count(keeper_address)) == (block, nonce)
     watch.finish(executions=0)
 
@@ -58,7 +58,7 @@ async def test_paper_mode_trades_a_virtual_portfolio(chain: Chain, tmp_path: Pat
     assert first.status == "rebalanced"
     assert second.status == "skipped", second.reason  # the virtual portfolio is balanced now
     (row,) = journal.rebalances()
-    assert row["status"] == "paper"
+    assert row.status == "paper"
     virtual = json.loads(journal.get_state("paper_holdings") or "{}")
     assert int(virtual["LINK"]) > int(chain.manifest["wallet"]["tokens"]["LINK"])
     assert chain.w3.eth.block_number == block  # the chain never saw a transaction
@@ -178,7 +178,7 @@ def test_sigterm_stops_cleanly_with_the_journal_flushed(
     assert "stopped after" in out
     cycles = Journal(journal).cycles()
     assert cycles
-    assert cycles[-1]["status"] in {"rebalanced", "skipped"}
+    assert cycles[-1].status in {"rebalanced", "skipped"}
     watch.finish(executions=0)  # no key: dry-run
 
 

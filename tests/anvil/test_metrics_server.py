@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.chain.rpc import LocalResourceError, RpcClient
+from bot.chain.rpc import RpcClient
+from bot.errors import LocalResourceError
 from bot.journal import Journal
 from bot.metrics import Metrics, MetricsServer
 from tests.conftest import Chain

@@ -12,9 +12,10 @@ from web3 import Web3
 
 from bot.decide import evaluate
 from bot.paths import ROOT
-from bot.planner import AddLiquidity, Plan, RemoveLiquidity, Swap, plan
+from bot.planner import plan
 from bot.settings import Settings, load_settings
 from bot.status import read_and_value
+from bot.types import AddLiquidity, Plan, RemoveLiquidity, Swap
 from strategies import StrategyState
 from tests.conftest import Chain
 from tests.helpers import MAX_UINT, contract, send

@@ -108,9 +108,9 @@ async def test_a_live_rebalance_goes_to_the_private_endpoint_only(
     assert chain.w3.eth.get_transaction_count(keeper) == nonce + len(raws)
     assert link.functions.balanceOf(keeper).call() > link_before  # the trades executed
     (row,) = journal.rebalances()
-    assert row["status"] == "executed"
+    assert row.status == "executed"
     hashes = {Web3.keccak(hexstr=raw).to_0x_hex() for raw in raws}
-    assert set(row["tx_hashes"]) <= hashes
+    assert set(row.tx_hashes) <= hashes
 
 
 @pytest.mark.parametrize("outage", ["refused_from_the_start", "down_when_sending"])
@@ -183,7 +183,7 @@ async def test_with_fallback_allowed_a_dead_private_endpoint_sends_publicly(
     assert raws
     mined_from_keeper(chain, raws)
     assert chain.w3.eth.get_transaction_count(keeper) == nonce + len(raws)
-    assert journal.rebalances()[0]["status"] == "executed"
+    assert journal.rebalances()[0].status == "executed"
 
 
 async def test_deploy_executor_sends_its_deployment_privately(

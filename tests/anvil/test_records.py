@@ -66,8 +66,8 @@ async def test_a_router_address_with_no_code_halts_on_the_first_rebalance(
     assert "had no effect" in halted
     assert "check the router and pool addresses" in halted
     (row,) = journal.rebalances()
-    assert row["status"] == "shortfall"
-    assert any(not c["ok"] and c["realized"] == "0" for c in row["checks"])
+    assert row.status == "shortfall"
+    assert any(not c["ok"] and c["realized"] == "0" for c in row.checks)
     # the wallet did not move (approvals aside), and the journal says so
     for symbol, raw in balances_before.items():
         data = "0x70a08231" + keeper_address[2:].lower().rjust(64, "0")
@@ -96,12 +96,12 @@ async def test_a_router_address_with_no_code_halts_on_the_first_rebalance(
     )
     assert done.returncode == 0, done.stderr
     differences = json.loads(done.stdout)["differences"]
-    quoted = {k: int(v) for k, v in row["quoted"].items()}
+    quoted = {k: int(v) for k, v in row.quoted.items()}
     bought = [name for name, change in quoted.items() if change > 0]
     assert bought
     for name in bought:
         assert int(differences[name]) == -quoted[name]
-    watch.finish(executions=len(row["trades"]))  # the calls "succeeded" once each, no more
+    watch.finish(executions=len(row.trades))  # the calls "succeeded" once each, no more
 
 
 async def test_a_plan_cut_short_is_partial_and_charged_for_what_was_mined(
@@ -130,19 +130,19 @@ async def test_a_plan_cut_short_is_partial_and_charged_for_what_was_mined(
         result = await keeper.cycle()
     assert result.status == "failed"
     (row,) = journal.rebalances()
-    assert len(row["trades"]) > 2
-    assert row["status"] == "partial"
-    executed = sorted({i for c in row["checks"] for i in c["actions"]})
+    assert len(row.trades) > 2
+    assert row.status == "partial"
+    executed = sorted({i for c in row.checks for i in c["actions"]})
     assert executed == [0, 1]
-    assert all(c["ok"] for c in row["checks"])
+    assert all(c["ok"] for c in row.checks)
     # charged: gas paid on chain, plus the quoted costs of the two swaps that executed
-    gas_wei = int(row["gas_cost_wei"])
+    gas_wei = int(row.gas_cost_wei)
     assert gas_wei > 0
-    trades = row["trades"]
+    trades = row.trades
     costs = sum(float(t["fee_cost"]) + float(t["impact_cost"]) for t in trades[:2])
-    eth = row["prices"]["ETH"]
-    assert row["loss"] == pytest.approx(costs + gas_wei / 1e18 * eth)
-    assert float(journal.get_state("loss_today") or 0) == pytest.approx(row["loss"])
+    eth = row.prices["ETH"]
+    assert row.loss == pytest.approx(costs + gas_wei / 1e18 * eth)
+    assert float(journal.get_state("loss_today") or 0) == pytest.approx(row.loss)
     # lots for the two swaps only
     bought = {t["path"][-1] for t in trades[:2]}
     assert {asset for asset in bought if journal.open_lots(asset)} == bought
@@ -152,7 +152,7 @@ async def test_a_plan_cut_short_is_partial_and_charged_for_what_was_mined(
     share = sum(float(t["value_in"]) for t in trades[:2]) / sum(
         float(t["value_in"]) for t in trades if t["kind"] == "swap"
     )
-    assert state["turnover_today"] == pytest.approx(row["turnover"] * share)
+    assert state["turnover_today"] == pytest.approx(row.turnover * share)
     watch.allow_journal(journal, settings.execution.slippage_bps)
     watch.finish(executions=2)
 
@@ -182,9 +182,9 @@ async def test_a_failed_read_after_the_trade_still_records_it_executed(
         result = await keeper.cycle()
     assert result.status == "rebalanced", result.reason
     (row,) = journal.rebalances()
-    assert row["status"] == "executed"
-    assert row["realized"] is None  # not read: the record says so instead of guessing
-    assert all(c["ok"] for c in row["checks"])
+    assert row.status == "executed"
+    assert row.realized is None  # not read: the record says so instead of guessing
+    assert all(c["ok"] for c in row.checks)
     assert float(journal.get_state("loss_today") or 0) > 0
     actions = watch.allow_journal(journal, settings.execution.slippage_bps)
     watch.finish(executions=actions)

@@ -19,11 +19,11 @@ from eth_account import Account
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from bot.chain.rpc import RpcClient
-from bot.errors import ConfigError
+from bot.errors import ConfigError, FeeTooHigh, NonceTaken, SimulationReverted
 from bot.execution.calls import Call, approve_data
-from bot.execution.fees import GWEI, Fees, FeeTooHigh, check_caps, suggest_fees
+from bot.execution.fees import Fees, check_caps, suggest_fees
 from bot.execution.run import allowance, approval_calls, execute_plan
-from bot.execution.sender import NonceTaken, Sender, SimulationReverted
+from bot.execution.sender import Sender
 from bot.execution.signer import Signer, load_signer
 from bot.journal import Journal
 from bot.metrics import Metrics
@@ -31,6 +31,7 @@ from bot.paths import ROOT
 from bot.planner import plan
 from bot.settings import Settings, SignerSettings, load_settings
 from bot.status import read_and_value
+from bot.types import GWEI
 from tests.conftest import Chain
 from tests.faults import Faults, adversarial
 from tests.helpers import contract, send

@@ -180,7 +180,7 @@ async def _dry_run_cycle(
     ):
         result = await keeper.cycle()
     assert result.status == "rebalanced", result.reason
-    assert journal.rebalances()[0]["status"] == "simulated"
+    assert journal.rebalances()[0].status == "simulated"
     assert len(seen) == 1
     assert "--fork-url http://127.0.0.1:" in seen[0]
     assert_no_secret(seen[0])
@@ -257,7 +257,7 @@ async def test_a_failing_fork_is_a_skipped_cycle(
     assert keeper.halted_reason() is None
     assert journal.get_state("consecutive_failures") == "0"
     (row,) = journal.rebalances()
-    assert row["status"] == "not_sent"
+    assert row.status == "not_sent"
     assert_no_secret(result.reason)
     assert_no_secret(caplog.text)
     assert "Traceback" not in caplog.text

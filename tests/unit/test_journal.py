@@ -58,3 +58,88 @@ def test_a_journal_from_before_the_settlement_columns_is_migrated(tmp_path: Path
     journal.record_signed("0xnew", "0xS", 1, b"r", "swap", 1, 1, False, rebalance_id=4, covers=(2,))
     assert [(r.tx_hash, r.covers) for r in journal.transactions_of(4)] == [("0xnew", (2,))]
     journal.close()
+
+
+def test_rows_come_back_typed_with_their_json_decoded(tmp_path: Path) -> None:
+    from bot.journal import CycleRecord, RebalanceRecord
+    from bot.lots import Lot
+
+    journal = Journal(tmp_path / "j.sqlite")
+    cycle_id = journal.start_cycle("live")
+    rebalance_id = journal.record_rebalance(
+        cycle_id=cycle_id,
+        time=5,
+        block=7,
+        mode="live",
+        status="started",
+        reason="band breached",
+        pre_weights={"eth": 0.6, "usd": 0.4},
+        post_weights={"eth": 0.5, "usd": 0.5},
+        trades=[{"kind": "swap", "amount_in": "10"}],
+        quoted={"WETH": "-10", "USDC": "20"},
+        value_before=100.0,
+        turnover=10.0,
+        fee_cost=0.3,
+        impact_cost=0.1,
+        gas_cost=0.2,
+        prices={"ETH": 2000.0},
+    )
+    (started,) = journal.unsettled_rebalances()
+    assert isinstance(started, RebalanceRecord)
+    assert (started.id, started.cycle_id, started.time, started.status) == (
+        rebalance_id,
+        cycle_id,
+        5.0,
+        "started",
+    )
+    assert started.trades == [{"kind": "swap", "amount_in": "10"}]
+    assert (started.realized, started.checks, started.loss) == (None, None, None)
+    journal.update_rebalance(
+        rebalance_id,
+        status="executed",
+        realized={"WETH": "-10", "USDC": "19"},
+        checks=[{"tx": "0x1", "actions": [0], "ok": True}],
+        tx_hashes=["0x1"],
+        gas_used=21_000,
+        gas_cost_wei="42",
+        loss=0.7,
+    )
+    settled = journal.rebalance(rebalance_id)
+    assert journal.unsettled_rebalances() == []
+    assert (settled.status, settled.realized, settled.tx_hashes, settled.gas_used) == (
+        "executed",
+        {"WETH": "-10", "USDC": "19"},
+        ["0x1"],
+        21_000,
+    )
+    assert list(settled.as_dict())[:3] == ["id", "cycle_id", "time"]  # the table's order
+    assert journal.rebalances() == [settled]
+    journal.record_cycle(cycle_id, "rebalanced", "band breached", 7, 100.0, {"eth": 0.5}, 1.5)
+    (cycle,) = journal.cycles()
+    assert cycle == CycleRecord(
+        cycle_id, cycle.time, 7, "live", "rebalanced", "band breached", 100.0, {"eth": 0.5}, 1.5
+    )
+    journal.add_lot("WETH", 2.0, 1500.0, rebalance_id)
+    (lot,) = journal.open_lots("WETH")
+    assert isinstance(lot, Lot)
+    assert (lot.amount, lot.unit_cost) == (2.0, 1500.0)
+    journal.close()
+
+
+def test_a_column_that_is_not_the_tables_is_refused(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    with pytest.raises(ValueError, match="statuss"):
+        journal.update_rebalance(1, statuss="executed")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="mined"):
+        journal.set_status("0xabc", "mined", mined=3)  # type: ignore[call-arg]
+    journal.close()
+
+
+def test_a_state_key_is_cleared(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.set_state("halted", "3 consecutive failed cycles")
+    journal.clear_state("halted")
+    journal.clear_state("halted")  # nothing there: nothing to do
+    assert journal.get_state("halted") is None
+    assert journal.get_state("consecutive_failures", "0") == "0"
+    journal.close()

@@ -11,8 +11,9 @@ from scipy.optimize import minimize_scalar
 
 from bot import amm
 from bot.decide import evaluate
-from bot.planner import AddLiquidity, RemoveLiquidity, Swap, plan, split_amounts, split_output
+from bot.planner import plan, split_amounts, split_output
 from bot.portfolio import value_portfolio
+from bot.types import AddLiquidity, RemoveLiquidity, Swap
 from strategies import StrategyState
 from tests.synthetic import SETTINGS, snapshot, weights_portfolio, with_strategy
 

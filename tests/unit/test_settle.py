@@ -11,7 +11,7 @@ from bot.execution.settle import (
     shortfall_value,
     transfer_flows,
 )
-from bot.planner import AddLiquidity, RemoveLiquidity, Swap
+from bot.types import AddLiquidity, RemoveLiquidity, Swap
 
 WALLET = "0x" + "ab" * 20
 OTHER = "0x" + "cd" * 20
