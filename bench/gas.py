@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from eth_typing import HexStr
 from web3 import Web3
+from web3.types import TxParams
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,10 +42,12 @@ def settings_for(url: str, wallet: str) -> Settings:
     )
 
 
-def gas_of(w3: Web3, tx: dict[str, Any]) -> int:
+def gas_of(w3: Web3, sender: str, to: str, data: bytes | HexStr) -> int:
+    """Send `data` to `to` from `sender`, and return the gas it used."""
+    tx: TxParams = {"from": sender, "to": to, "data": data}
     receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))
     if receipt["status"] != 1:
-        raise RuntimeError(f"a benchmark transaction reverted: {tx.get('to')}")
+        raise RuntimeError(f"a benchmark transaction reverted: {to}")
     return int(receipt["gasUsed"])
 
 
@@ -82,12 +86,9 @@ def main() -> None:
                 approvals.get((spend.token, spend.spender), 0) + spend.amount
             )
         for (token, spender), amount in approvals.items():
-            separate += gas_of(
-                w3,
-                {"from": keeper, "to": token, "data": "0x" + approve_data(spender, amount).hex()},
-            )
+            separate += gas_of(w3, keeper, token, approve_data(spender, amount))
         for call in router_calls(proposed, settings, pairs, keeper):
-            separate += gas_of(w3, {"from": keeper, "to": call.to, "data": "0x" + call.data.hex()})
+            separate += gas_of(w3, keeper, call.to, call.data)
         n_separate = len(approvals) + len(proposed.actions)
         anvil.rpc("evm_revert", base)
         base = anvil.rpc("evm_snapshot")
@@ -97,27 +98,17 @@ def main() -> None:
         data, pulls = executor_call(proposed, settings, pairs, "wallet")
         wallet_mode = 0
         for token, amount in pulls:
-            wallet_mode += gas_of(
-                w3,
-                {"from": keeper, "to": token, "data": "0x" + approve_data(executor, amount).hex()},
-            )
-        wallet_mode += gas_of(w3, {"from": keeper, "to": executor, "data": "0x" + data.hex()})
+            wallet_mode += gas_of(w3, keeper, token, approve_data(executor, amount))
+        wallet_mode += gas_of(w3, keeper, executor, data)
         anvil.rpc("evm_revert", base)
 
         # atomic, vault mode: deposit first (once, not per rebalance), then one call
         executor, _ = deploy(w3, keeper, manifest)
         for address in [*(t["address"] for t in manifest["tokens"].values()), *pairs.values()]:
-            token = w3.eth.contract(address=Web3.to_checksum_address(address), abi=erc20)
-            held = token.functions.balanceOf(keeper).call()
+            erc20_token = w3.eth.contract(address=Web3.to_checksum_address(address), abi=erc20)
+            held = erc20_token.functions.balanceOf(keeper).call()
             if held:
-                gas_of(
-                    w3,
-                    {
-                        "from": keeper,
-                        "to": address,
-                        "data": token.encode_abi("transfer", [executor, held]),
-                    },
-                )
+                gas_of(w3, keeper, address, erc20_token.encode_abi("transfer", [executor, held]))
         vault_settings = settings_for(anvil.url, executor)
         snapshot, view = asyncio.run(read_and_value(vault_settings))
         vault_plan = plan(
@@ -129,7 +120,7 @@ def main() -> None:
         )
         assert [a.kind for a in vault_plan.actions] == [a.kind for a in proposed.actions]
         data, _ = executor_call(vault_plan, vault_settings, pairs, "vault")
-        vault = gas_of(w3, {"from": keeper, "to": executor, "data": "0x" + data.hex()})
+        vault = gas_of(w3, keeper, executor, data)
 
     print(f"plan: {len(proposed.actions)} actions ({', '.join(a.kind for a in proposed.actions)})")
     print(

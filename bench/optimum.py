@@ -63,7 +63,7 @@ def optimal_cost(
     floor = np.array([required.get(t, 0.0) * unit[index[t]] for t in tokens])
     constraints.append(psi >= floor)
     problem = cp.Problem(cp.Maximize(cp.sum(psi)), constraints)
-    problem.solve(solver=cp.CLARABEL)
+    problem.solve(solver=cp.CLARABEL)  # type: ignore[no-untyped-call]
     if problem.status not in ("optimal", "optimal_inaccurate"):
         raise RuntimeError(f"the routing program is {problem.status}")
     return float(-problem.value * value_scale)

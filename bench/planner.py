@@ -36,6 +36,7 @@ from bot.types import Address, Plan, Pool, PoolState, Snapshot
 from strategies import StrategyState, build_strategy
 
 ZERO = Address("0x" + "0" * 40)
+Trade = tuple[tuple[str, ...], int, int]  # path, amount in, amount out
 
 
 def address(n: int) -> str:
@@ -93,7 +94,7 @@ def scenario(rng: np.random.Generator) -> tuple[Settings, Snapshot, dict[str, fl
         },
         "execution": {"max_hops": 3},
     }
-    settings = Settings(**config)
+    settings = Settings.model_validate(config)
 
     def raw(symbol: str, value: float) -> int:
         return int(value / prices[symbol] * 10 ** decimals[symbol])
@@ -119,9 +120,7 @@ def scenario(rng: np.random.Generator) -> tuple[Settings, Snapshot, dict[str, fl
     return settings, snapshot, prices
 
 
-def net_changes(
-    settings: Settings, swaps: list[tuple[tuple[str, ...], int, int]]
-) -> dict[str, float]:
+def net_changes(settings: Settings, swaps: list[Trade]) -> dict[str, float]:
     net: dict[str, float] = {}
     for path, amount_in, amount_out in swaps:
         net[path[0]] = net.get(path[0], 0.0) - amount_in / 10 ** settings.tokens[path[0]].decimals
@@ -137,25 +136,26 @@ def cost_of(net: dict[str, float], prices: dict[str, float]) -> float:
 
 def naive(
     settings: Settings, snapshot: Snapshot, prices: dict[str, float], deltas: dict[str, float]
-) -> list[tuple[tuple[str, ...], int, int]]:
+) -> list[Trade]:
     """Every sell into WETH, then WETH into every buy, one after another, all on uniswap."""
-    reserves = {
-        s.key: [s.reserve0, s.reserve1, s.pool] for s in snapshot.pools if s.pool.venue == "uniswap"
-    }
+    reserves = [
+        (s.pool, [s.reserve0, s.reserve1]) for s in snapshot.pools if s.pool.venue == "uniswap"
+    ]
 
     def trade(a: str, b: str, amount: int) -> int:
-        for key, (r0, r1, pool) in reserves.items():
+        for pool, held in reserves:
             if {pool.token0, pool.token1} == {a, b}:
+                r0, r1 = held
                 if a == pool.token0:
                     out = amm.get_amount_out(amount, r0, r1)
-                    reserves[key][:2] = [r0 + amount, r1 - out]
+                    held[:] = [r0 + amount, r1 - out]
                 else:
                     out = amm.get_amount_out(amount, r1, r0)
-                    reserves[key][:2] = [r0 - out, r1 + amount]
+                    held[:] = [r0 - out, r1 + amount]
                 return out
         raise LookupError(f"no uniswap pool {a}/{b}")
 
-    swaps = []
+    swaps: list[Trade] = []
     weth = 0
     for unit, delta in deltas.items():
         if delta < 0 and unit != "WETH":

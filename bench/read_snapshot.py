@@ -31,7 +31,7 @@ from bot.settings import Settings
 
 def naive_read(w3: Web3, settings: Settings, pools: list[str]) -> int:
     """What a straightforward bot does: one web3 contract call per value."""
-    wallet = settings.wallet.address
+    wallet = Web3.to_checksum_address(settings.wallet.address)
     erc20 = project_artifact("IERC20")["abi"]
     pair_abi = npm_artifact("UniswapV2Pair")["abi"]
     factory_abi = npm_artifact("UniswapV2Factory")["abi"]
@@ -39,12 +39,12 @@ def naive_read(w3: Web3, settings: Settings, pools: list[str]) -> int:
     reads = 1
     w3.eth.get_balance(wallet, block)
     for token in settings.tokens.values():
-        w3.eth.contract(address=token.address, abi=erc20).functions.balanceOf(wallet).call(
-            block_identifier=block
-        )
+        w3.eth.contract(
+            address=Web3.to_checksum_address(token.address), abi=erc20
+        ).functions.balanceOf(wallet).call(block_identifier=block)
         reads += 1
     for address in pools:
-        pair = w3.eth.contract(address=address, abi=pair_abi).functions
+        pair = w3.eth.contract(address=Web3.to_checksum_address(address), abi=pair_abi).functions
         pair.token0().call(block_identifier=block)
         pair.token1().call(block_identifier=block)
         pair.getReserves().call(block_identifier=block)
@@ -55,9 +55,9 @@ def naive_read(w3: Web3, settings: Settings, pools: list[str]) -> int:
         pair.balanceOf(wallet).call(block_identifier=block)
         reads += 8
     for venue in settings.venues.values():
-        w3.eth.contract(address=venue.factory, abi=factory_abi).functions.feeTo().call(
-            block_identifier=block
-        )
+        w3.eth.contract(
+            address=Web3.to_checksum_address(venue.factory), abi=factory_abi
+        ).functions.feeTo().call(block_identifier=block)
         reads += 1
     return reads
 

@@ -18,11 +18,14 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eth_account import Account
+from hexbytes import HexBytes
 from web3 import Web3
+from web3.types import RPCEndpoint
 
 from anvil_fixtures.artifacts import npm_artifact, project_artifact
 from anvil_fixtures.builder import build
@@ -41,7 +44,7 @@ def rss_mib() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def wander(w3: Web3, manifest: dict, rng: random.Random) -> None:
+def wander(w3: Web3, manifest: dict[str, Any], rng: random.Random) -> None:
     """One random trade on one random pool, by the deployer, straight against the pair."""
     pool = rng.choice(manifest["pools"])
     pair = w3.eth.contract(address=pool["address"], abi=npm_artifact("UniswapV2Pair")["abi"])
@@ -56,7 +59,7 @@ def wander(w3: Web3, manifest: dict, rng: random.Random) -> None:
     # a generous fee, and each trade waited for: the market maker's trades land at once, in order
     tx = {"from": deployer, "maxFeePerGas": 10**12, "maxPriorityFeePerGas": 10**9}
 
-    def mined(tx_hash: bytes) -> None:
+    def mined(tx_hash: HexBytes) -> None:
         w3.eth.wait_for_transaction_receipt(tx_hash)
 
     if token["weth"]:
@@ -80,7 +83,9 @@ async def soak(cycles: int, seed: int) -> None:
     rng = random.Random(seed)
     with fixture.start() as anvil, tempfile.TemporaryDirectory() as tmp:
         w3 = Web3(Web3.HTTPProvider(anvil.url))
-        w3.provider.make_request("anvil_setBalance", [fixture.manifest["deployer"], hex(10**30)])
+        w3.provider.make_request(
+            RPCEndpoint("anvil_setBalance"), [fixture.manifest["deployer"], hex(10**30)]
+        )
         base = load_settings(ROOT / "config" / "local.toml", rpc_url=anvil.url)
         settings = base.model_copy(
             update={

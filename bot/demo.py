@@ -3,7 +3,7 @@
 1. the fixture chain starts (scenario "default": prices of 2020-03-11);
 2. the keeper runs a cycle in dry-run: it plans on a throw-away fork and sends nothing;
 3. then live, with the fixture wallet's dev key: it rebalances the drift the fixture starts with;
-4. the pools replay 2020-03-12 (ETH -43% in a day) through arbitrage trades;
+4. the pools replay 2020-03-12 (ETH 194.87 -> 112.35 USD, -42%) through arbitrage trades;
 5. the keeper sees the drift cross its bands and rebalances again;
 a before/after table, the journal's history and the live metrics are printed along the way.
 """

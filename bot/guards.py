@@ -8,14 +8,20 @@ read by the caller; these only compare.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bot.portfolio import Valuation
 from bot.settings import ExecutionSettings, Settings
 from bot.types import GWEI, NATIVE, Plan, Snapshot
 
-if TYPE_CHECKING:
-    from bot.execution.fees import Fees
+
+class FeeQuote(Protocol):
+    """The fees a plan would be signed at (`bot.execution.fees.Fees`), as the fee caps read them."""
+
+    @property
+    def base_fee(self) -> int: ...
+    @property
+    def max_fee(self) -> int: ...
 
 
 def price_guard(plan: Plan, view: Valuation) -> str | None:
@@ -58,7 +64,7 @@ def gas_balance(
     return None
 
 
-def fee_caps(fees: Fees, gas: int, eth_price: float, settings: ExecutionSettings) -> str | None:
+def fee_caps(fees: FeeQuote, gas: int, eth_price: float, settings: ExecutionSettings) -> str | None:
     """The plan, `gas` in all, would pay more than the caps allow: a base fee above
     `max_fee_gwei`, or a gas cost (at the max fee, in the numeraire) above `max_gas_cost`."""
     cap = int(settings.max_fee_gwei * GWEI)

@@ -205,7 +205,8 @@ class ChainWatch:
                     floors[asset] = floors.get(asset, 0) + change
         if self.actions:
             notes.append(f"{ran} of {len(self.actions)} planned actions ran")
-        loss, unpriced = 0, {}
+        loss = 0
+        unpriced: dict[str, int] = {}  # asset -> raw units short of a floor, where none prices it
         for asset, before in self.balances.items():
             change = balances[asset] - before - self.injections.get(asset, 0)
             if asset == ETH and self.holder.lower() == self.sender.lower():

@@ -23,7 +23,7 @@ DEPTH = {"uniswap": 10_000_000.0, "sushiswap": 3_000_000.0}  # USD per side
 NO_FEE_TO = Address("0x" + "0" * 40)
 
 
-def with_strategy(settings: Settings = SETTINGS, **changes: Any) -> Settings:
+def with_strategy(settings: Settings = SETTINGS, /, **changes: Any) -> Settings:
     return settings.model_copy(update={"strategy": settings.strategy.model_copy(update=changes)})
 
 

@@ -59,7 +59,7 @@ def find_anvil() -> Path:
     if on_path:
         return Path(on_path)
     raise SetupError(
-        "anvil not found: run `make setup` (npm ci installs @foundry-rs/anvil 1.7.1 into "
+        "anvil not found: run `make setup` (npm install puts @foundry-rs/anvil 1.7.1 into "
         "node_modules), or set ANVIL_BIN to an anvil binary"
     )
 

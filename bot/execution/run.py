@@ -4,20 +4,20 @@ each simulated just before it is signed, then reconciled against the plan.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
-from bot.chain.rpc import RpcClient
 from bot.errors import TemporaryError
 from bot.execution.calls import Call, approve_data, executor_call, router_calls, router_spends
 from bot.execution.fees import Fees, check_caps
+from bot.execution.pending import Mined
 from bot.execution.relay import BundleRelay
-from bot.execution.sender import Mined, Sender
+from bot.execution.sender import Sender
 from bot.settings import Settings
 from bot.types import Plan
 
@@ -28,6 +28,7 @@ ALLOWANCE = function_signature_to_4byte_selector("allowance(address,address)")
 # a proxy such as USDC's. A bundle signs approvals with this gas limit; the fee caps count it.
 APPROVAL_GAS = 80_000
 EXECUTE_OVERHEAD_GAS = 60_000
+BUNDLE_BLOCKS = 5  # a bundle is offered to the relay for this many blocks, then dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +39,23 @@ class Execution:
     gas_cost_wei: int
 
 
-async def allowance(rpc: RpcClient, token: str, owner: str, spender: str) -> int:
+class Rpc(Protocol):
+    """What reads a chain: the RpcClient, or the dry-run's fork (`bot.execution.fork`)."""
+
+    async def call(self, method: str, *params: Any) -> Any: ...
+
+
+async def allowance(rpc: Rpc, token: str, owner: str, spender: str) -> int:
     data = "0x" + (ALLOWANCE + encode(["address", "address"], [owner, spender])).hex()
     return int(await rpc.call("eth_call", {"to": token, "data": data}, "latest"), 16)
 
 
 async def approval_calls(
-    rpc: RpcClient, settings: Settings, owner: str, needs: Mapping[tuple[str, str], int]
+    rpc: Rpc, settings: Settings, owner: str, needs: Mapping[tuple[str, str], int]
 ) -> list[Call]:
     """Approvals for (token, spender) -> amount: skipped when the allowance already suffices,
-    exact (or capped by config), and through zero first for USDT-style tokens."""
+    exact (or capped by config), and through zero first for USDT-style tokens. Live and dry-run
+    both send these, each asking its own chain (the dry-run: its fork) for the allowances."""
     by_address = {t.address: (symbol, t) for symbol, t in settings.tokens.items()}
     calls = []
     for (token, spender), amount in needs.items():
@@ -130,7 +138,7 @@ async def execute_plan_as_bundle(
     fees: Fees,
     eth_price: float,
     pairs: Mapping[str, str],
-    max_blocks: int = 5,
+    max_blocks: int = BUNDLE_BLOCKS,
     rebalance_id: int | None = None,
 ) -> Execution:
     """Send the plan as one relay bundle: all of it in one block, in order, or none of it.
@@ -158,9 +166,8 @@ async def execute_plan_as_bundle(
         await relay.send_bundle(raws, target)
         for pending in signed:
             sender.journal.set_status(pending.tx_hash, "sent", sent_block=target - 1)
-        while int(await sender.rpc.call("eth_blockNumber"), 16) < target:  # noqa: ASYNC110 (polls the chain)
-            await asyncio.sleep(execution.poll_seconds)
-        receipts = [await sender.rpc.call("eth_getTransactionReceipt", p.tx_hash) for p in signed]
+        await sender.await_block(target)
+        receipts = [await sender.receipt(p.tx_hash) for p in signed]
         if all(r is not None for r in receipts):
             mined = tuple([await sender.wait(p) for p in signed])
             gas = sum(m.gas_used for m in mined)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils.address import to_checksum_address
@@ -34,45 +33,13 @@ from bot.errors import (
 )
 from bot.execution.calls import Call
 from bot.execution.fees import Fees, assert_signable
+from bot.execution.pending import Mined, Pending
 from bot.execution.signer import Signer
 from bot.journal import Journal
 from bot.settings import ExecutionSettings
 from bot.types import GWEI
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Pending:
-    """One nonce in flight: every signed version of it (replacements included)."""
-
-    nonce: int
-    what: str
-    tx: dict[str, Any]  # the unsigned fields, for replacements
-    fees: Fees
-    versions: list[tuple[str, bytes]] = field(default_factory=list)  # (hash, raw), newest last
-    sent_block: int = 0
-    private: bool = False
-    rebalance_id: int | None = None
-    covers: tuple[int, ...] = ()  # the plan's actions it carries out (none for a cancel)
-
-    @property
-    def tx_hash(self) -> str:
-        return self.versions[-1][0]
-
-
-@dataclass(frozen=True, slots=True)
-class Mined:
-    tx_hash: str
-    nonce: int
-    block_number: int
-    block_hash: str
-    gas_used: int
-    effective_gas_price: int
-    status: int
-    replaced: int  # how many times it was replaced before this one mined
-    rebroadcasts: int
-    contract_address: str | None = None
 
 
 class Sender:
@@ -104,12 +71,12 @@ class Sender:
         Re-synced on every call: a nonce consumed by a transaction that is not in our journal
         is reported, and our open transactions at lower nonces that never mined are closed.
         """
-        latest = int(await self.rpc.call("eth_getTransactionCount", self.address, "latest"), 16)
+        latest = await self.mined_count()
         pending = int(await self.rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
         nonce = max(latest, pending)
         for record in self.journal.open_transactions(self.address):
             if record.nonce < latest:
-                receipt = await self.rpc.call("eth_getTransactionReceipt", record.tx_hash)
+                receipt = await self.receipt(record.tx_hash)
                 if receipt is None and not await self._nonce_mined_by_us(record.nonce):
                     self.journal.set_status(record.tx_hash, "failed")
                     log.warning(
@@ -124,11 +91,30 @@ class Sender:
                 nonce = max(nonce, record.nonce + 1)
         return nonce
 
+    async def mined_count(self) -> int:
+        """How many of our transactions are mined: every nonce below it is used."""
+        return int(await self.rpc.call("eth_getTransactionCount", self.address, "latest"), 16)
+
     async def _nonce_mined_by_us(self, nonce: int) -> bool:
         for record in self.journal.by_nonce(self.address, nonce):
-            if await self.rpc.call("eth_getTransactionReceipt", record.tx_hash) is not None:
+            if await self.receipt(record.tx_hash) is not None:
                 return True
         return False
+
+    # --- looking transactions up -----------------------------------------------------------------
+    async def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        """Its receipt, None until it is mined."""
+        receipt = await self.rpc.call("eth_getTransactionReceipt", tx_hash)
+        return None if receipt is None else dict(receipt)
+
+    async def in_pool(self, tx_hash: str) -> bool:
+        """Whether the node knows the transaction (pending or mined)."""
+        return await self.rpc.call("eth_getTransactionByHash", tx_hash) is not None
+
+    async def await_block(self, number: int) -> None:
+        """Until the chain's head reaches block `number`."""
+        while int(await self.rpc.call("eth_blockNumber"), 16) < number:  # noqa: ASYNC110 (polls the chain)
+            await asyncio.sleep(self.settings.poll_seconds)
 
     # --- sending ----------------------------------------------------------------------------------
     async def simulate(self, call: Call, value: int = 0) -> int:
@@ -205,26 +191,12 @@ class Sender:
                     rebalance_id=rebalance_id,
                     covers=call.covers,
                 )
-                assert_signable(tx, self.settings)
-                raw, tx_hash = self.signer.sign(tx)
-                self.journal.record_signed(
-                    tx_hash,
-                    self.address,
-                    pending.nonce,
-                    raw,
-                    call.what,
-                    fees.max_fee,
-                    fees.max_priority_fee,
-                    True,
-                    unsigned=tx,
-                    rebalance_id=rebalance_id,
-                    covers=call.covers,
-                )
-                pending.versions.append((tx_hash, raw))
+                self._sign(pending, replaces=None)
                 out.append(pending)
             return out
 
-    async def _sign_and_send(self, pending: Pending, replaces: str | None) -> None:
+    def _sign(self, pending: Pending, replaces: str | None) -> tuple[str, bytes]:
+        """Sign `pending.tx` as its newest version, journaled (raw bytes included) first."""
         assert_signable(pending.tx, self.settings)
         raw, tx_hash = self.signer.sign(pending.tx)
         self.journal.record_signed(
@@ -242,6 +214,10 @@ class Sender:
             pending.covers,
         )
         pending.versions.append((tx_hash, raw))
+        return tx_hash, raw
+
+    async def _sign_and_send(self, pending: Pending, replaces: str | None) -> None:
+        tx_hash, raw = self._sign(pending, replaces)
         try:
             await self._broadcast(raw, pending.private)
         except RpcError as err:
@@ -297,7 +273,7 @@ class Sender:
         while loop.time() < deadline:
             head = int(await self.rpc.call("eth_blockNumber"), 16)
             for tx_hash, _ in reversed(pending.versions):
-                receipt = await self.rpc.call("eth_getTransactionReceipt", tx_hash)
+                receipt = await self.receipt(tx_hash)
                 if receipt is None or receipt.get("blockNumber") is None:
                     continue
                 mined_block = int(receipt["blockNumber"], 16)
@@ -313,9 +289,7 @@ class Sender:
                 return self._finish(pending, tx_hash, receipt, replaced, rebroadcasts)
             else:
                 # none of the versions is mined
-                latest = int(
-                    await self.rpc.call("eth_getTransactionCount", self.address, "latest"), 16
-                )
+                latest = await self.mined_count()
                 moved_on = latest > pending.nonce and not await self._nonce_mined_by_us(
                     pending.nonce
                 )
@@ -332,7 +306,7 @@ class Sender:
                 tx_hash, raw = pending.versions[-1]
                 if latest > pending.nonce:
                     pass  # one of ours is mined but its receipt not yet visible: look again
-                elif await self.rpc.call("eth_getTransactionByHash", tx_hash) is None:
+                elif not await self.in_pool(tx_hash):
                     # dropped from the pool: the same signed bytes again, never a new transaction
                     log.warning(
                         "%s (%s) was dropped; re-sending the same bytes", pending.what, tx_hash

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,8 @@ from bot.settings import load_settings
 from tests.conftest import Chain
 from tests.evm import mapping_slot, word
 from tests.faults import Faults
-from tests.keeper_helpers import keeper_settings, make_keeper
+from tests.helpers import automine_off
+from tests.keeper_helpers import LOCAL_CONFIG, keeper_settings, make_keeper, run_cli
 
 pytestmark = pytest.mark.adversarial
 
@@ -163,24 +162,15 @@ async def test_a_rebase_between_cycles_shows_in_reconcile(
     chain.rpc(
         "anvil_setStorageAt", usdc, hex(mapping_slot(keeper_address, 0)), word(held + 1_234_567)
     )  # a rebase
-    result = subprocess.run(  # noqa: ASYNC221 (the CLI, as a user runs it)
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "reconcile",
-            "--config",
-            str(ROOT / "config" / "local.toml"),
-            "--rpc-url",
-            chain.url,
-            "--journal",
-            str(journal_path),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_cli(  # the CLI, as a user runs it
+        "reconcile",
+        "--config",
+        str(LOCAL_CONFIG),
+        "--rpc-url",
+        chain.url,
+        "--journal",
+        str(journal_path),
+        "--json",
     )
     faults.process(result.stderr)
     assert result.returncode == 0, result.stderr
@@ -335,7 +325,9 @@ async def test_a_transaction_signed_but_never_sent_is_not_sent_after_a_crash(
     settings = keeper_settings(chain.url, tmp_path)
     async with faults.escaped(), make_keeper(settings, "live", journal, Metrics(), chain.manifest):
         pass  # starting up runs the recovery
-    assert journal.get(tx_hash).status == "failed"  # type: ignore[union-attr]
+    record = journal.get(tx_hash)
+    assert record is not None
+    assert record.status == "failed"
     assert chain.rpc("eth_getTransactionByHash", tx_hash) is None
     assert chain.w3.eth.get_transaction_count(keeper_address) == 0
     watch.finish(executions=0)
@@ -353,20 +345,13 @@ async def test_a_passed_deadline_reverts_and_is_not_resent(
     from tests.anvil.test_sender import miner, sender_for, settings_for
 
     watch = faults.watch(chain)
-    settings = settings_for(chain, confirmations=1)
+    settings = settings_for(chain, confirmations=1, split_venues=False)  # one venue per swap
     keeper_address = chain.manifest["keeper"]["address"]
     snapshot, view = await read_and_value(settings)
-    direct = settings.model_copy(
-        update={"execution": settings.execution.model_copy(update={"split_venues": False})}
-    )
     head = int(chain.rpc("eth_getBlockByNumber", "latest", False)["timestamp"], 16)
     proposed = plan(
-        snapshot,
-        view,
-        direct,
-        {"LINK": 5_000.0, "usd": -5_000.0},
-        head,  # chain time
-    )
+        snapshot, view, settings, {"LINK": 5_000.0, "usd": -5_000.0}, head
+    )  # chain time
     swap = proposed.swaps[0]
     pairs = {p["key"]: p["address"] for p in chain.manifest["pools"]}
     token = chain.token(swap.path[0])
@@ -382,8 +367,7 @@ async def test_a_passed_deadline_reverts_and_is_not_resent(
     call = router_calls(proposed, settings, pairs, keeper_address)[0]
     watch.allow_actions([swap], settings.execution.slippage_bps)
     journal = Journal(tmp_path / "j.sqlite")
-    chain.rpc("evm_setAutomine", False)
-    try:
+    with automine_off(chain):
         async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(call, await suggest_fees(sender.rpc, settings.execution))
             chain.rpc(
@@ -391,8 +375,6 @@ async def test_a_passed_deadline_reverts_and_is_not_resent(
             )  # it sat too long
             async with miner(chain):
                 mined = await sender.wait(pending)
-    finally:
-        chain.rpc("evm_setAutomine", True)
     block = chain.rpc("eth_getBlockByNumber", hex(mined.block_number), False)
     assert int(block["timestamp"], 16) > proposed.deadline, (
         int(block["timestamp"], 16),
@@ -405,7 +387,7 @@ async def test_a_passed_deadline_reverts_and_is_not_resent(
     again = plan(
         snapshot,
         view,
-        direct,
+        settings,
         {"LINK": 5_000.0, "usd": -5_000.0},
         max(int(clock.time()), snapshot.timestamp),
     )

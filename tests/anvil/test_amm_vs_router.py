@@ -8,8 +8,8 @@ reverts, bot.amm must raise ValueError, and the other way round.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -39,6 +39,8 @@ CASES = settings(
     database=None,
 )
 MAX_UINT = 2**256 - 1
+P = ParamSpec("P")
+R = TypeVar("R")
 U112 = amm.UINT112_MAX
 
 reserve = st.one_of(
@@ -93,31 +95,47 @@ def _hops(chain: Chain, path: list[str], reserves: list[tuple[int, int]]) -> Ove
     return overrides
 
 
+def _draw_route(data: st.DataObject) -> tuple[list[str], list[tuple[int, int]]]:
+    """A path through the uniswap venue, and each hop's (reserve in, reserve out), 0 included."""
+    path = data.draw(st.sampled_from(PATHS))
+    hops = data.draw(
+        st.lists(
+            st.tuples(maybe_zero_reserve, maybe_zero_reserve),
+            min_size=len(path) - 1,
+            max_size=len(path) - 1,
+        )
+    )
+    return path, hops
+
+
 def _router_or_error(
+    chain: Chain,
     rpc: FastRpc,
-    router: str,
     signature: str,
     amount_arg: int,
     path: list[str],
-    overrides: Overrides,
+    hops: list[tuple[int, int]],
 ) -> list[int] | None:
+    """Router02's `signature` (getAmountsOut or getAmountsIn) over `path`, with each hop's pair
+    holding the reserves drawn; None where it reverts."""
+    router = chain.manifest["venues"]["uniswap"]["router"]
     try:
         (amounts,) = rpc.call(
             router,
             signature,
             ["uint256", "address[]"],
-            [amount_arg, path],
+            [amount_arg, [chain.token(s) for s in path]],
             ["uint256[]"],
-            overrides=overrides,
+            overrides=_hops(chain, path, hops),
         )
     except RevertError:
         return None
     return list(amounts)
 
 
-def _ours(function: Any, *args: Any) -> Any:
+def _ours(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R | None:
     try:
-        return function(*args)
+        return function(*args, **kwargs)
     except ValueError:
         return None
 
@@ -127,24 +145,10 @@ def _ours(function: Any, *args: Any) -> Any:
 def test_get_amounts_out_equals_router(
     anvil_chain: Chain, rpc: FastRpc, data: st.DataObject
 ) -> None:
-    path = data.draw(st.sampled_from(PATHS))
-    hops = data.draw(
-        st.lists(
-            st.tuples(maybe_zero_reserve, maybe_zero_reserve),
-            min_size=len(path) - 1,
-            max_size=len(path) - 1,
-        )
-    )
+    path, hops = _draw_route(data)
     amount_in = data.draw(amount)
-    router = anvil_chain.manifest["venues"]["uniswap"]["router"]
-    addresses = [anvil_chain.token(s) for s in path]
     theirs = _router_or_error(
-        rpc,
-        router,
-        "getAmountsOut(uint256,address[])",
-        amount_in,
-        addresses,
-        _hops(anvil_chain, path, hops),
+        anvil_chain, rpc, "getAmountsOut(uint256,address[])", amount_in, path, hops
     )
     ours = _ours(amm.get_amounts_out, amount_in, hops)
     assert ours == theirs
@@ -157,14 +161,7 @@ def test_get_amounts_out_equals_router(
 def test_get_amounts_in_equals_router(
     anvil_chain: Chain, rpc: FastRpc, data: st.DataObject
 ) -> None:
-    path = data.draw(st.sampled_from(PATHS))
-    hops = data.draw(
-        st.lists(
-            st.tuples(maybe_zero_reserve, maybe_zero_reserve),
-            min_size=len(path) - 1,
-            max_size=len(path) - 1,
-        )
-    )
+    path, hops = _draw_route(data)
     # Outputs near the reserve are where getAmountIn reverts; draw them often.
     last_reserve = hops[-1][1]
     amount_out = data.draw(
@@ -174,15 +171,8 @@ def test_get_amounts_in_equals_router(
             st.integers(0, max(last_reserve, 1)),
         )
     )
-    router = anvil_chain.manifest["venues"]["uniswap"]["router"]
-    addresses = [anvil_chain.token(s) for s in path]
     theirs = _router_or_error(
-        rpc,
-        router,
-        "getAmountsIn(uint256,address[])",
-        amount_out,
-        addresses,
-        _hops(anvil_chain, path, hops),
+        anvil_chain, rpc, "getAmountsIn(uint256,address[])", amount_out, path, hops
     )
     ours = _ours(amm.get_amounts_in, amount_out, hops)
     assert ours == theirs

@@ -18,6 +18,7 @@ from bot.execution.signer import Signer
 from bot.journal import Journal
 from bot.planner import plan
 from bot.status import read_and_value
+from bot.types import Swap
 from tests.anvil.test_sender import settings_for, transfer_call
 from tests.conftest import Chain
 from tests.fake_relay import FakeRelay
@@ -65,9 +66,10 @@ async def test_a_reverting_bundle_sends_nothing(
     from dataclasses import replace
 
     last = proposed.actions[-1]
+    assert isinstance(last, Swap)
     broken = replace(
         proposed, actions=(*proposed.actions[:-1], replace(last, min_out=last.expected_out * 2))
-    )  # type: ignore[arg-type]
+    )
     pairs = {p["key"]: p["address"] for p in chain.manifest["pools"]}
     keeper = chain.manifest["keeper"]["address"]
     nonce = chain.w3.eth.get_transaction_count(keeper)
@@ -154,7 +156,7 @@ async def test_a_dropped_private_transaction_is_not_resent_publicly(
     chain: Chain, tmp_path: Path
 ) -> None:
     from bot.errors import PrivateNotResent
-    from bot.execution.sender import Pending
+    from bot.execution.pending import Pending
     from tests.anvil.test_sender import settings_for, transfer_call
 
     settings = settings_for(chain, confirmations=1)

@@ -18,24 +18,15 @@ from bot.metrics import Metrics
 from bot.paths import ROOT
 from tests.conftest import Chain
 from tests.faults import Faults, adversarial
-from tests.keeper_helpers import keeper_settings, make_keeper
-
-
-def cli(
-    *args: str, cwd: Path | None = None, key: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if key:
-        env["REBALANCER_PRIVATE_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
+from tests.keeper_helpers import (
+    LOCAL_CONFIG,
+    config_file,
+    keeper_command,
+    keeper_settings,
+    make_keeper,
+    run_cli,
+    run_command,
+)
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -48,24 +39,13 @@ def one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> Non
         assert needle in lines[0]
 
 
-def config_with_journal(folder: Path, journal: str) -> Path:
-    """config/local.toml with keeper.journal set to a path relative to the config's folder."""
-    text = (ROOT / "config" / "local.toml").read_text()
-    text = text.replace('journal = "rebalancer-journal.sqlite"', f'journal = "{journal}"')
-    assert f'journal = "{journal}"' in text
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "keeper.toml"
-    path.write_text(text)
-    return path
-
-
 def test_resume_and_history_use_the_configs_journal_from_any_directory(tmp_path: Path) -> None:
-    config = config_with_journal(tmp_path / "etc", "state/journal.sqlite")
+    config = config_file(tmp_path / "etc", journal="state/journal.sqlite")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # nothing there yet: refused, and no empty journal is created by mistake
-    one_line_error(cli("resume", "--config", str(config), cwd=elsewhere), "no journal at")
-    one_line_error(cli("history", "--config", str(config), cwd=elsewhere), "no journal at")
+    one_line_error(run_cli("resume", "--config", str(config), cwd=elsewhere), "no journal at")
+    one_line_error(run_cli("history", "--config", str(config), cwd=elsewhere), "no journal at")
     assert not (tmp_path / "etc" / "state").exists()
     assert list(elsewhere.iterdir()) == []
 
@@ -73,24 +53,24 @@ def test_resume_and_history_use_the_configs_journal_from_any_directory(tmp_path:
     journal = Journal(tmp_path / "etc" / "state" / "journal.sqlite")
     journal.set_state("halted", "3 consecutive failed cycles")
     journal.close()
-    resumed = cli("resume", "--config", str(config), cwd=elsewhere)
+    resumed = run_cli("resume", "--config", str(config), cwd=elsewhere)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed; it had halted because: 3 consecutive failed cycles" in resumed.stdout
     assert Journal(tmp_path / "etc" / "state" / "journal.sqlite").get_state("halted") is None
-    history = cli("history", "--config", str(config), "--json", cwd=elsewhere)
+    history = run_cli("history", "--config", str(config), "--json", cwd=elsewhere)
     assert history.returncode == 0
     assert json.loads(history.stdout) == []
     # --journal still wins over the config
     one_line_error(
-        cli("history", "--config", str(config), "--journal", "missing.sqlite", cwd=elsewhere),
+        run_cli("history", "--config", str(config), "--journal", "missing.sqlite", cwd=elsewhere),
         "no journal at missing.sqlite",
     )
-    one_line_error(cli("resume", cwd=elsewhere), "pass --config FILE")
+    one_line_error(run_cli("resume", cwd=elsewhere), "pass --config FILE")
 
 
 def test_history_csv_into_a_missing_folder_is_one_line(tmp_path: Path) -> None:
     Journal(tmp_path / "j.sqlite").close()
-    done = cli("history", "--journal", str(tmp_path / "j.sqlite"), "--csv", "nope/out.csv")
+    done = run_cli("history", "--journal", str(tmp_path / "j.sqlite"), "--csv", "nope/out.csv")
     one_line_error(done, "nope/out.csv", "folder does not exist")
 
 
@@ -133,10 +113,10 @@ def test_a_taken_metrics_port_is_one_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = cli(
+        done = run_cli(
             "run",
             "--config",
-            str(ROOT / "config" / "local.toml"),
+            str(LOCAL_CONFIG),
             "--mode",
             "paper",
             "--journal",
@@ -159,22 +139,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_run_json_prints_one_object_per_cycle(chain: Chain, tmp_path: Path) -> None:
-    done = cli(
-        "run",
-        "--config",
-        str(ROOT / "config" / "local.toml"),
-        "--rpc-url",
-        chain.url,
-        "--mode",
-        "paper",
-        "--journal",
-        str(tmp_path / "j.sqlite"),
-        "--metrics-port",
-        "0",
-        "--max-cycles",
-        "2",
-        "--json",
-    )
+    done = run_command(keeper_command(chain, tmp_path / "j.sqlite", 2, "--json", mode="paper"))
     assert done.returncode == 0, done.stderr
     cycles = [json.loads(line) for line in done.stdout.splitlines()]
     assert [c["mode"] for c in cycles] == ["paper", "paper"]
@@ -196,27 +161,13 @@ async def test_one_keeper_per_journal(chain: Chain, tmp_path: Path, faults: Faul
             async with make_keeper(settings, "paper", second, Metrics(), chain.manifest):
                 pytest.fail("a second keeper started on the same journal")
         # a separate process is refused the same way, in one line
-        started = cli(
-            "run",
-            "--config",
-            str(ROOT / "config" / "local.toml"),
-            "--rpc-url",
-            chain.url,
-            "--mode",
-            "paper",
-            "--journal",
-            str(path),
-            "--metrics-port",
-            "0",
-            "--max-cycles",
-            "1",
-        )
+        started = run_command(keeper_command(chain, path, 1, mode="paper"))
         one_line_error(started, "in use by another keeper", f"pid {os.getpid()}")
         faults.process(started.stderr)
-        deployed = cli(
+        deployed = run_cli(
             "deploy-executor",
             "--config",
-            str(ROOT / "config" / "local.toml"),
+            str(LOCAL_CONFIG),
             "--rpc-url",
             chain.url,
             "--journal",
@@ -226,7 +177,7 @@ async def test_one_keeper_per_journal(chain: Chain, tmp_path: Path, faults: Faul
         one_line_error(deployed, "in use by another keeper")
         faults.process(deployed.stderr)
         # readers still read while it runs
-        history = cli("history", "--journal", str(path), "--json")
+        history = run_cli("history", "--journal", str(path), "--json")
         assert history.returncode == 0
         assert len(json.loads(history.stdout)) == 1
     # released on exit: the next keeper starts

@@ -3,55 +3,43 @@ agrees with the chain."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from bot.journal import Journal
-from bot.paths import ROOT
 from bot.settings import load_settings
 from tests.conftest import Chain
 from tests.faults import Faults, adversarial
+from tests.helpers import automine_off
+from tests.keeper_helpers import LOCAL_CONFIG, keeper_command
 
-SLIPPAGE_BPS = load_settings(ROOT / "config" / "local.toml").execution.slippage_bps
+SLIPPAGE_BPS = load_settings(LOCAL_CONFIG).execution.slippage_bps
+# the live keeper: a threshold trigger (it rebalances at once), and a quick poll for receipts
+FAST = {"STRATEGY__TRIGGER": "threshold", "EXECUTION__POLL_SECONDS": "0.1"}
 
 
 def keeper(chain: Chain, journal: Path, cycles: int) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "REBALANCER_PRIVATE_KEY": chain.manifest["keeper"]["private_key"],
-        "REBALANCER_STRATEGY__TRIGGER": "threshold",
-        "REBALANCER_EXECUTION__POLL_SECONDS": "0.1",
-    }
+    argv, env = keeper_command(chain, journal, cycles, settings=FAST)
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "run",
-            "--mode",
-            "live",
-            "--config",
-            str(ROOT / "config" / "local.toml"),
-            "--rpc-url",
-            chain.url,
-            "--journal",
-            str(journal),
-            "--metrics-port",
-            "0",
-            "--max-cycles",
-            str(cycles),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+
+
+def sent_and_open(journal_path: Path, keeper_address: str) -> list[str]:
+    """The hashes of the transactions the running keeper has journaled as sent and not settled
+    yet (none before its journal exists)."""
+    if not journal_path.exists():
+        return []
+    journal = Journal(journal_path)
+    try:
+        open_transactions = journal.open_transactions(keeper_address)
+    finally:
+        journal.close()
+    return [r.tx_hash for r in open_transactions if r.status == "sent"]
 
 
 @adversarial
@@ -62,20 +50,12 @@ def test_kill_9_with_a_transaction_pending(
     watch = faults.watch(chain)
     journal_path = tmp_path / "journal.sqlite"
     keeper_address = chain.manifest["keeper"]["address"]
-    chain.rpc("evm_setAutomine", False)
-    try:
+    with automine_off(chain):
         first = keeper(chain, journal_path, 1)
         deadline = time.monotonic() + 60
         pending: list[str] = []
         while time.monotonic() < deadline and not pending:
-            if journal_path.exists():
-                journal = Journal(journal_path)
-                pending = [
-                    r.tx_hash
-                    for r in journal.open_transactions(keeper_address)
-                    if r.status == "sent"
-                ]
-                journal.close()
+            pending = sent_and_open(journal_path, keeper_address)
             time.sleep(0.1)
         assert pending, "the keeper never sent a transaction"
         first.send_signal(signal.SIGKILL)  # after sending, before recording the outcome
@@ -84,8 +64,6 @@ def test_kill_9_with_a_transaction_pending(
             chain.rpc("anvil_dropTransaction", pending[0])
         else:
             chain.rpc("evm_mine")  # it lands while the keeper is dead
-    finally:
-        chain.rpc("evm_setAutomine", True)
 
     second = keeper(chain, journal_path, 2)
     _, err = second.communicate(timeout=180)
@@ -124,34 +102,12 @@ async def test_kill_9_with_a_bundle_pending(chain: Chain, tmp_path: Path, faults
     watch = faults.watch(chain)
     journal_path = tmp_path / "journal.sqlite"
     keeper_address = chain.manifest["keeper"]["address"]
-    env = {
-        **os.environ,
-        "REBALANCER_PRIVATE_KEY": chain.manifest["keeper"]["private_key"],
-        "REBALANCER_STRATEGY__TRIGGER": "threshold",
-        "REBALANCER_EXECUTION__POLL_SECONDS": "0.1",
-    }
 
     async def start(relay_url: str, cycles: int) -> asyncio.subprocess.Process:
+        relay = {"EXECUTION__RELAY_URL": relay_url}
+        argv, env = keeper_command(chain, journal_path, cycles, settings=FAST | relay)
         return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "run",
-            "--mode",
-            "live",
-            "--config",
-            str(ROOT / "config" / "local.toml"),
-            "--rpc-url",
-            chain.url,
-            "--journal",
-            str(journal_path),
-            "--metrics-port",
-            "0",
-            "--max-cycles",
-            str(cycles),
-            env={**env, "REBALANCER_EXECUTION__RELAY_URL": relay_url},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
 
     async def mine_forever() -> None:
@@ -165,14 +121,7 @@ async def test_kill_9_with_a_bundle_pending(chain: Chain, tmp_path: Path, faults
         sent: list[str] = []
         for _ in range(300):
             await asyncio.sleep(0.1)
-            if journal_path.exists():
-                journal = Journal(journal_path)
-                sent = [
-                    r.tx_hash
-                    for r in journal.open_transactions(keeper_address)
-                    if r.status == "sent"
-                ]
-                journal.close()
+            sent = sent_and_open(journal_path, keeper_address)
             if sent:
                 break
         assert sent, "the keeper never sent its bundle"

@@ -20,6 +20,7 @@ from bot.types import AddLiquidity, Plan
 from tests.conftest import Chain
 from tests.faults import Faults, adversarial
 from tests.helpers import contract, send
+from tests.keeper_helpers import LOCAL_CONFIG, run_cli
 
 LP_TARGETS = {"uniswap:USDC/WETH": 0.02, "sushiswap:WBTC/WETH": 0.20}
 
@@ -97,7 +98,7 @@ async def test_vault_mode_runs_the_whole_plan_in_one_transaction(chain: Chain) -
     assert pulls == []
     w3 = chain.w3
     keeper = chain.manifest["keeper"]["address"]
-    tx = w3.eth.send_transaction({"from": keeper, "to": executor, "data": "0x" + data.hex()})
+    tx = w3.eth.send_transaction({"from": keeper, "to": executor, "data": data})
     receipt = w3.eth.wait_for_transaction_receipt(tx)
     assert receipt["status"] == 1
     # The executor holds exactly what the plan said: weights equal the planned ones.
@@ -138,9 +139,7 @@ async def test_a_failing_last_step_reverts_every_step(chain: Chain, faults: Faul
     w3 = chain.w3
     keeper = chain.manifest["keeper"]["address"]
     before = holdings(chain, executor)
-    tx = w3.eth.send_transaction(
-        {"from": keeper, "to": executor, "data": "0x" + data.hex(), "gas": 3_000_000}
-    )
+    tx = w3.eth.send_transaction({"from": keeper, "to": executor, "data": data, "gas": 3_000_000})
     assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 0
     assert holdings(chain, executor) == before
     watch.finish(executions=1)  # at most once; it reverted whole
@@ -155,7 +154,7 @@ async def test_wallet_mode_pulls_exact_amounts_and_returns_everything(chain: Cha
     w3 = chain.w3
     for token, amount in pulls:
         send(w3, contract(w3, token, "IERC20").functions.approve(executor, amount), keeper)
-    tx = w3.eth.send_transaction({"from": keeper, "to": executor, "data": "0x" + data.hex()})
+    tx = w3.eth.send_transaction({"from": keeper, "to": executor, "data": data})
     assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
     assert set(holdings(chain, executor).values()) == {0}  # nothing stays behind
     for token, _ in pulls:
@@ -195,30 +194,17 @@ def test_only_the_owner_and_only_known_pairs(chain: Chain, faults: Faults) -> No
 
 def test_deploy_executor_command_and_vault_valuation(chain: Chain, tmp_path: Path) -> None:
     import json
-    import os
-    import subprocess
-    import sys
 
-    env = {**os.environ, "REBALANCER_PRIVATE_KEY": chain.manifest["keeper"]["private_key"]}
-    config = str(ROOT / "config" / "local.toml")
-    deployed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "deploy-executor",
-            "--config",
-            config,
-            "--rpc-url",
-            chain.url,
-            "--journal",
-            str(tmp_path / "j.sqlite"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
+    config = str(LOCAL_CONFIG)
+    deployed = run_cli(
+        "deploy-executor",
+        "--config",
+        config,
+        "--rpc-url",
+        chain.url,
+        "--journal",
+        str(tmp_path / "j.sqlite"),
+        key=chain.manifest["keeper"]["private_key"],
     )
     assert deployed.returncode == 0, deployed.stderr
     executor = deployed.stdout.split(" deployed at ")[1].split(",")[0]
@@ -231,34 +217,16 @@ def test_deploy_executor_command_and_vault_valuation(chain: Chain, tmp_path: Pat
         assert ex.functions.factories(venue["factory"]).call()
     assert chain.manifest["keeper"]["private_key"][2:] not in deployed.stdout + deployed.stderr
 
-    def status(extra: dict[str, str]) -> dict[str, Any]:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bot.cli",
-                "status",
-                "--config",
-                config,
-                "--rpc-url",
-                chain.url,
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, **extra},
-            check=False,
+    def status(settings: dict[str, str]) -> dict[str, Any]:
+        result = run_cli(
+            "status", "--config", config, "--rpc-url", chain.url, "--json", settings=settings
         )
         assert result.returncode == 0, result.stderr
         return dict(json.loads(result.stdout))
 
     before = status({})
     move_everything(chain, executor)
-    vault = {
-        "REBALANCER_EXECUTION__EXECUTOR": executor,
-        "REBALANCER_EXECUTION__EXECUTOR_MODE": "vault",
-    }
+    vault = {"EXECUTION__EXECUTOR": executor, "EXECUTION__EXECUTOR_MODE": "vault"}
     after = status(vault)
     # the same portfolio, now held by the executor (less the gas the deposits cost)
     assert after["total_value"] == pytest.approx(before["total_value"], rel=1e-4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from web3 import Web3
 
 from anvil_fixtures.artifacts import npm_artifact

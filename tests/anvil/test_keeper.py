@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,13 @@ from bot.paths import ROOT
 from bot.settings import load_settings
 from tests.conftest import Chain
 from tests.faults import Faults, adversarial
-from tests.keeper_helpers import keeper_settings, make_keeper
+from tests.keeper_helpers import (
+    LOCAL_CONFIG,
+    keeper_command,
+    keeper_settings,
+    make_keeper,
+    run_cli,
+)
 
 
 @adversarial
@@ -41,6 +45,7 @@ async def test_dry_run_sends_nothing_to_the_target(
     assert result.status == "rebalanced", result.reason
     (row,) = journal.rebalances()
     assert row.status == "simulated"
+    assert row.gas_used is not None
     assert row.gas_used > 100_000
     assert row.realized  # what would have happened, token by token
     assert row.quoted == {k: v for k, v in row.realized.items() if k in row.quoted}
@@ -99,12 +104,7 @@ async def test_circuit_breaker_halts_and_stays_halted_until_resumed(
     ):
         assert (await keeper.cycle()).status == "halted"
     journal.close()
-    resumed = subprocess.run(  # noqa: ASYNC221 (a CLI call between cycles, on purpose)
-        [sys.executable, "-m", "bot.cli", "resume", "--journal", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    resumed = run_cli("resume", "--journal", str(path))  # a CLI call between cycles, on purpose
     faults.process(resumed.stderr)
     assert "resumed; it had halted because: 3 consecutive failed cycles" in resumed.stdout
     journal = Journal(path)
@@ -142,27 +142,11 @@ def test_sigterm_stops_cleanly_with_the_journal_flushed(
 ) -> None:
     watch = faults.watch(chain)
     journal = tmp_path / "j.sqlite"
-    env = {**os.environ, "REBALANCER_KEEPER__INTERVAL_SECONDS": "0.5"}
-    env.pop("REBALANCER_PRIVATE_KEY", None)
+    argv, env = keeper_command(
+        chain, journal, None, mode=None, settings={"KEEPER__INTERVAL_SECONDS": "0.5"}
+    )
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "run",
-            "--config",
-            str(ROOT / "config" / "local.toml"),
-            "--rpc-url",
-            chain.url,
-            "--journal",
-            str(journal),
-            "--metrics-port",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     assert process.stdout is not None
     assert "dry-run mode" in process.stdout.readline()  # no key configured: dry-run
@@ -184,81 +168,36 @@ def test_sigterm_stops_cleanly_with_the_journal_flushed(
 
 def test_history_and_config_commands(chain: Chain, tmp_path: Path) -> None:
     journal = tmp_path / "j.sqlite"
-    env = {**os.environ}
-    env.pop("REBALANCER_PRIVATE_KEY", None)
-    ran = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "dry-run",
-            "--config",
-            str(ROOT / "config" / "local.toml"),
-            "--rpc-url",
-            chain.url,
-            "--journal",
-            str(journal),
-            "--metrics-port",
-            "0",
-            "--max-cycles",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
+    ran = run_cli(
+        "dry-run",
+        "--config",
+        str(LOCAL_CONFIG),
+        "--rpc-url",
+        chain.url,
+        "--journal",
+        str(journal),
+        "--metrics-port",
+        "0",
+        "--max-cycles",
+        "1",
     )
     assert ran.returncode == 0, ran.stderr
-    history = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "history", "--journal", str(journal), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    history = run_cli("history", "--journal", str(journal), "--json")
     rows = json.loads(history.stdout)
     assert rows[0]["status"] == "simulated"
     csv_path = tmp_path / "h.csv"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "history",
-            "--journal",
-            str(journal),
-            "--csv",
-            str(csv_path),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    exported = run_cli("history", "--journal", str(journal), "--csv", str(csv_path))
+    assert exported.returncode == 0, exported.stderr
     assert csv_path.read_text().splitlines()[0].startswith("id,time,block,mode,status")
-    check = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "config", "check", str(ROOT / "config" / "local.toml")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    check = run_cli("config", "check", str(LOCAL_CONFIG))
     assert "valid (7 tokens, 12 pools" in check.stdout
     bad = tmp_path / "bad.toml"
-    bad.write_text(
-        (ROOT / "config" / "local.toml").read_text().replace("FOT = 0.005 }", "FOT = 0.5 }")
-    )
-    refused = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "config", "check", str(bad)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad.write_text(LOCAL_CONFIG.read_text().replace("FOT = 0.005 }", "FOT = 0.5 }"))
+    refused = run_cli("config", "check", str(bad))
     assert refused.returncode == 2
     assert "portfolio.targets: weights sum to" in refused.stderr
-    schema = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "config", "schema"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    schema = run_cli("config", "schema")
+    assert schema.returncode == 0, schema.stderr
     assert "portfolio" in json.loads(schema.stdout)["properties"]
 
 

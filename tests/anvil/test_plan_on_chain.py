@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -19,6 +17,7 @@ from bot.types import AddLiquidity, Plan, RemoveLiquidity, Swap
 from strategies import StrategyState
 from tests.conftest import Chain
 from tests.helpers import MAX_UINT, contract, send
+from tests.keeper_helpers import LOCAL_CONFIG, run_cli
 
 
 def settings_for(chain: Chain, **portfolio: Any) -> Settings:
@@ -110,8 +109,9 @@ async def test_the_fixture_rebalance_delivers_its_quotes(chain: Chain) -> None:
     assert proposed is not None
     assert len(proposed.swaps) >= 4
     assert {a.venue for a in proposed.swaps} == {"uniswap", "sushiswap"}
+    assert proposed.swaps == proposed.actions  # swaps only: each delivers its expected_out
     delivered = execute(chain, settings, proposed)
-    assert delivered == [a.expected_out for a in proposed.actions]
+    assert delivered == [a.expected_out for a in proposed.swaps]
     # and the wallet now sits where the plan said it would (less the ETH the test paid in gas)
     _, after = await read_and_value(settings)
     for unit in after.units:
@@ -163,23 +163,7 @@ def test_plan_command_sends_nothing(chain: Chain) -> None:
     w3 = chain.w3
     keeper = chain.manifest["keeper"]["address"]
     block, nonce = w3.eth.block_number, w3.eth.get_transaction_count(keeper)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "plan",
-            "--config",
-            str(ROOT / "config" / "local.toml"),
-            "--rpc-url",
-            chain.url,
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("plan", "--config", str(LOCAL_CONFIG), "--rpc-url", chain.url, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["decision"]["rebalance"] is True
@@ -188,22 +172,7 @@ def test_plan_command_sends_nothing(chain: Chain) -> None:
     assert {a["kind"] for a in report["plan"]["actions"]} == {"swap"}
     assert report["plan"]["costs"]["total"] > 0
     assert (w3.eth.block_number, w3.eth.get_transaction_count(keeper)) == (block, nonce)
-    table = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "plan",
-            "--config",
-            str(ROOT / "config" / "local.toml"),
-            "--rpc-url",
-            chain.url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    table = run_cli("plan", "--config", str(LOCAL_CONFIG), "--rpc-url", chain.url)
     assert "REBALANCE" in table.stdout
     assert "band breached: LINK" in table.stdout
     assert Web3.is_address(keeper)

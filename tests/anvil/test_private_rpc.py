@@ -110,6 +110,7 @@ async def test_a_live_rebalance_goes_to_the_private_endpoint_only(
     (row,) = journal.rebalances()
     assert row.status == "executed"
     hashes = {Web3.keccak(hexstr=raw).to_0x_hex() for raw in raws}
+    assert row.tx_hashes is not None
     assert set(row.tx_hashes) <= hashes
 
 

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -36,29 +34,10 @@ from bot.portfolio import value_portfolio
 from bot.settings import Settings, load_settings
 from tests.conftest import Chain
 from tests.helpers import contract, send
-from tests.keeper_helpers import keeper_settings, make_keeper
+from tests.keeper_helpers import config_file, keeper_settings, make_keeper, run_cli
 from tests.proxy import RpcProxy
 
 LOCAL = ROOT / "config" / "local.toml"
-
-
-def cli(
-    *args: str, cwd: Path | None = None, key: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("REBALANCER_PRIVATE_KEY", None)
-    env.pop("REBALANCER_RPC_URL", None)
-    if key:
-        env["REBALANCER_PRIVATE_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
 
 
 def rows(journal: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -77,7 +56,9 @@ def with_execution(settings: Settings, **changes: Any) -> Settings:
 
 # --- the demo ----------------------------------------------------------------------------------
 def test_the_demo_does_what_the_readme_says(tmp_path: Path) -> None:
-    done = cli("demo", "--journal", str(tmp_path / "demo.sqlite"), "--metrics-port", "0")
+    done = run_cli(
+        "demo", "--journal", str(tmp_path / "demo.sqlite"), "--metrics-port", "0", timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     steps = re.split(r"\n(?=\d\) )", out)
@@ -198,17 +179,6 @@ async def test_a_node_without_the_old_state_leaves_the_twap_unavailable(
 
 
 # --- commands ----------------------------------------------------------------------------------
-def config_file(folder: Path, *, journal: str | None = None, extra: str = "") -> Path:
-    text = LOCAL.read_text()
-    if journal is not None:
-        text = text.replace('journal = "rebalancer-journal.sqlite"', f'journal = "{journal}"')
-        assert f'journal = "{journal}"' in text
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "keeper.toml"
-    path.write_text(text + extra)
-    return path
-
-
 async def test_commands_retry_as_chain_retry_says(chain: Chain, tmp_path: Path) -> None:
     config = config_file(tmp_path, extra="\n[chain.retry]\nattempts = 2\nbackoff_seconds = 0.01\n")
     key = chain.manifest["keeper"]["private_key"]
@@ -220,7 +190,7 @@ async def test_commands_retry_as_chain_retry_says(chain: Chain, tmp_path: Path) 
         ):
             proxy.requests.clear()
             args = [*command, "--rpc-url", proxy.url]
-            done = await asyncio.to_thread(cli, *args, key=key)
+            done = await asyncio.to_thread(run_cli, *args, key=key)
             assert done.returncode == 2, (command, done.stdout, done.stderr)
             last = done.stderr.strip().splitlines()[-1]
             assert last.startswith("error: "), done.stderr
@@ -234,7 +204,7 @@ def test_every_command_finds_the_journal_from_config(chain: Chain, tmp_path: Pat
     journal = tmp_path / "etc" / "state" / "journal.sqlite"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    ran = cli(
+    ran = run_cli(
         "dry-run",
         "--config",
         str(config),
@@ -248,10 +218,12 @@ def test_every_command_finds_the_journal_from_config(chain: Chain, tmp_path: Pat
     )
     assert ran.returncode == 0, ran.stderr
     assert rows(journal, "SELECT mode FROM cycles") == [("dry-run",)]
-    reconciled = cli("reconcile", "--config", str(config), "--rpc-url", chain.url, cwd=elsewhere)
+    reconciled = run_cli(
+        "reconcile", "--config", str(config), "--rpc-url", chain.url, cwd=elsewhere
+    )
     assert reconciled.returncode == 0, reconciled.stderr
     assert "match the journal" in reconciled.stdout
-    deployed = cli(
+    deployed = run_cli(
         "deploy-executor",
         "--config",
         str(config),
@@ -271,11 +243,11 @@ def test_readers_need_no_lock(chain: Chain, tmp_path: Path) -> None:
     holder.hold_exclusively()  # as a running keeper does
     holder.set_state("halted", "test")
     try:
-        assert cli("history", "--journal", str(path), "--json").returncode == 0
-        resumed = cli("resume", "--journal", str(path))
+        assert run_cli("history", "--journal", str(path), "--json").returncode == 0
+        resumed = run_cli("resume", "--journal", str(path))
         assert resumed.returncode == 0, resumed.stderr
         assert "resumed" in resumed.stdout
-        reconciled = cli(
+        reconciled = run_cli(
             "reconcile", "--config", str(LOCAL), "--rpc-url", chain.url, "--journal", str(path)
         )
         assert "in use by another keeper" not in reconciled.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +12,16 @@ import pytest
 from web3 import Web3
 
 from bot.errors import TemporaryError
+from bot.execution.calls import Call
+from bot.execution.fees import Fees
+from bot.execution.pending import Pending
 from bot.journal import Journal
 from bot.metrics import Metrics
-from bot.paths import ROOT
 from bot.settings import Settings
+from bot.types import Snapshot
 from tests.conftest import Chain
 from tests.faults import Faults, adversarial
-from tests.keeper_helpers import keeper_settings, make_keeper
+from tests.keeper_helpers import LOCAL_CONFIG, keeper_settings, make_keeper, run_cli
 
 pytestmark = adversarial
 
@@ -67,6 +68,7 @@ async def test_a_router_address_with_no_code_halts_on_the_first_rebalance(
     assert "check the router and pool addresses" in halted
     (row,) = journal.rebalances()
     assert row.status == "shortfall"
+    assert row.checks is not None
     assert any(not c["ok"] and c["realized"] == "0" for c in row.checks)
     # the wallet did not move (approvals aside), and the journal says so
     for symbol, raw in balances_before.items():
@@ -75,24 +77,15 @@ async def test_a_router_address_with_no_code_halts_on_the_first_rebalance(
     # reconcile shows what the plan quoted and the chain does not have
     journal.close()
     done = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "reconcile",
-            "--config",
-            str(ROOT / "config" / "local.toml"),
-            "--rpc-url",
-            chain.url,
-            "--journal",
-            str(tmp_path / "j.sqlite"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        run_cli,
+        "reconcile",
+        "--config",
+        str(LOCAL_CONFIG),
+        "--rpc-url",
+        chain.url,
+        "--journal",
+        str(tmp_path / "j.sqlite"),
+        "--json",
     )
     assert done.returncode == 0, done.stderr
     differences = json.loads(done.stdout)["differences"]
@@ -118,13 +111,15 @@ async def test_a_plan_cut_short_is_partial_and_charged_for_what_was_mined(
         send = keeper.sender.send
         actions_sent = 0
 
-        async def node_dies_after_two_actions(call: Any, *args: Any, **kwargs: Any) -> Any:
+        async def node_dies_after_two_actions(
+            call: Call, fees: Fees, value: int = 0, rebalance_id: int | None = None
+        ) -> Pending:
             nonlocal actions_sent
             if call.covers:
                 if actions_sent == 2:
                     raise TemporaryError("the node went away")
                 actions_sent += 1
-            return await send(call, *args, **kwargs)
+            return await send(call, fees, value, rebalance_id)
 
         monkeypatch.setattr(keeper.sender, "send", node_dies_after_two_actions)
         result = await keeper.cycle()
@@ -132,6 +127,9 @@ async def test_a_plan_cut_short_is_partial_and_charged_for_what_was_mined(
     (row,) = journal.rebalances()
     assert len(row.trades) > 2
     assert row.status == "partial"
+    assert row.checks is not None
+    assert row.gas_cost_wei is not None
+    assert row.prices is not None
     executed = sorted({i for c in row.checks for i in c["actions"]})
     assert executed == [0, 1]
     assert all(c["ok"] for c in row.checks)
@@ -171,7 +169,7 @@ async def test_a_failed_read_after_the_trade_still_records_it_executed(
         read = keeper.reader.snapshot
         reads = 0
 
-        async def second_read_fails() -> Any:
+        async def second_read_fails() -> Snapshot:
             nonlocal reads
             reads += 1
             if reads == 2:
@@ -184,6 +182,7 @@ async def test_a_failed_read_after_the_trade_still_records_it_executed(
     (row,) = journal.rebalances()
     assert row.status == "executed"
     assert row.realized is None  # not read: the record says so instead of guessing
+    assert row.checks is not None
     assert all(c["ok"] for c in row.checks)
     assert float(journal.get_state("loss_today") or 0) > 0
     actions = watch.allow_journal(journal, settings.execution.slippage_bps)

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from eth_abi.abi import encode
 from eth_account import Account
+from eth_typing import HexStr
 from eth_utils.abi import function_signature_to_4byte_selector
+from web3.types import TxParams, Wei
 
 from bot.chain.rpc import RpcClient
 from bot.errors import ConfigError, FeeTooHigh, NonceTaken, SimulationReverted
@@ -34,7 +36,7 @@ from bot.status import read_and_value
 from bot.types import GWEI
 from tests.conftest import Chain
 from tests.faults import Faults, adversarial
-from tests.helpers import contract, send
+from tests.helpers import automine_off, contract, send
 
 TRANSFER = function_signature_to_4byte_selector("transfer(address,uint256)")
 
@@ -124,8 +126,7 @@ async def test_a_dropped_transaction_is_resent_as_the_same_bytes(
     deployer = chain.manifest["deployer"]
     usdc = contract(chain.w3, chain.token("USDC"), "IERC20")
     before = usdc.functions.balanceOf(deployer).call()
-    chain.rpc("evm_setAutomine", False)
-    try:
+    with automine_off(chain):
         async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(
                 transfer_call(chain, "USDC", deployer, 1_000),
@@ -135,8 +136,6 @@ async def test_a_dropped_transaction_is_resent_as_the_same_bytes(
             assert chain.rpc("eth_getTransactionByHash", pending.tx_hash) is None
             async with miner(chain):
                 mined = await sender.wait(pending)
-    finally:
-        chain.rpc("evm_setAutomine", True)
     assert mined.tx_hash == pending.tx_hash  # the original signed bytes, not a new transaction
     assert mined.rebroadcasts >= 1
     assert mined.status == 1
@@ -155,16 +154,13 @@ async def test_a_stuck_transaction_is_replaced_at_the_same_nonce(
     keeper = chain.manifest["keeper"]["address"]
     usdc = contract(chain.w3, chain.token("USDC"), "IERC20")
     before = usdc.functions.balanceOf(deployer).call()
-    chain.rpc("evm_setAutomine", False)
-    try:
+    with automine_off(chain):
         async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(transfer_call(chain, "USDC", deployer, 777), FEES)
             # the base fee jumps far above our max fee: the transaction cannot be included
             chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(40 * GWEI))
             async with miner(chain, every=0.05):
                 mined = await sender.wait(pending)
-    finally:
-        chain.rpc("evm_setAutomine", True)
     assert mined.replaced >= 1
     versions = journal.by_nonce(keeper, pending.nonce)
     for older, newer in itertools.pairwise(versions):
@@ -213,9 +209,9 @@ async def test_blocks_stuffed_with_1000_gwei_tips_sign_nothing_above_the_cap(
     w3 = chain.w3
     deployer = chain.manifest["deployer"]
     for _ in range(10):
-        tx = {"from": deployer, "to": deployer, "value": 1, "gas": 21_000}
-        tx |= {"maxPriorityFeePerGas": 1000 * GWEI, "maxFeePerGas": 2000 * GWEI}
-        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))  # type: ignore[arg-type]
+        tx: TxParams = {"from": deployer, "to": deployer, "value": Wei(1), "gas": 21_000}
+        tx |= {"maxPriorityFeePerGas": Wei(1000 * GWEI), "maxFeePerGas": Wei(2000 * GWEI)}
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))
     settings = settings_for(chain, max_fee_gwei=300)
     async with faults.escaped(), sender_for(chain, journal, settings) as sender:
         with pytest.raises(FeeTooHigh, match=r"the market needs 10\d\d\.\d gwei .* above"):
@@ -247,8 +243,7 @@ async def test_a_nonce_used_by_someone_else_is_noticed(
     settings = settings_for(chain)
     keeper = chain.manifest["keeper"]["address"]
     deployer = chain.manifest["deployer"]
-    chain.rpc("evm_setAutomine", False)
-    try:
+    with automine_off(chain):
         async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(
                 transfer_call(chain, "USDC", deployer, 5),
@@ -274,8 +269,6 @@ async def test_a_nonce_used_by_someone_else_is_noticed(
                 ):
                     await sender.wait(pending)
             assert await sender.next_nonce() == pending.nonce + 1  # re-synced
-    finally:
-        chain.rpc("evm_setAutomine", True)
     statuses = {r.status for r in journal.by_nonce(keeper, pending.nonce)}
     assert statuses == {"failed"}  # none of our versions executed, and the journal says so
     watch.finish(executions=1)  # the rogue transaction, which is the fault itself
@@ -338,15 +331,12 @@ async def test_a_sandwich_never_fills_below_min_out(
     chain: Chain, journal: Journal, faults: Faults
 ) -> None:
     watch = faults.watch(chain)
-    settings = settings_for(chain, confirmations=1)
+    settings = settings_for(chain, confirmations=1, split_venues=False)  # one venue per swap
     keeper = chain.manifest["keeper"]["address"]
     attacker = chain.manifest["deployer"]
     snapshot, view = await read_and_value(settings)
-    settings_direct = settings.model_copy(
-        update={"execution": settings.execution.model_copy(update={"split_venues": False})}
-    )
     proposed = plan(
-        snapshot, view, settings_direct, {"LINK": 20_000.0, "usd": -20_000.0}, int(time.time())
+        snapshot, view, settings, {"LINK": 20_000.0, "usd": -20_000.0}, int(time.time())
     )
     swap = proposed.swaps[0]
     pairs = {p["key"]: p["address"] for p in chain.manifest["pools"]}
@@ -360,8 +350,7 @@ async def test_a_sandwich_never_fills_below_min_out(
     watch.allow_actions([swap], settings.execution.slippage_bps)
     token_out = contract(w3, settings.tokens[swap.path[-1]].address, "IERC20")
     before = token_out.functions.balanceOf(keeper).call()
-    chain.rpc("evm_setAutomine", False)
-    try:
+    with automine_off(chain):
         async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(call, await suggest_fees(sender.rpc, settings.execution))
             # the attacker buys the same token first, with a higher tip, in the same block
@@ -376,57 +365,28 @@ async def test_a_sandwich_never_fills_below_min_out(
             )
             big = reserve_in // 20  # 5% of the pool: moves its price about 10%
             chain.rpc("anvil_setBalance", attacker, hex(10**30))
-            if swap.path[0] == "WETH":
-                w3.eth.send_transaction(
-                    {
-                        "from": attacker,
-                        "to": weth,
-                        "value": big,
-                        "data": "0xd0e30db0",
-                        "maxPriorityFeePerGas": 50 * GWEI,
-                        "maxFeePerGas": 100 * GWEI,
-                    }
-                )
+
+            def attacker_sends(tx: TxParams, tip_gwei: int = 50) -> None:
+                fees: TxParams = {
+                    "maxPriorityFeePerGas": Wei(tip_gwei * GWEI),
+                    "maxFeePerGas": Wei(100 * GWEI),
+                }
+                w3.eth.send_transaction({"from": attacker, **tx, **fees})
+
+            if swap.path[0] == "WETH":  # WETH.deposit()
+                attacker_sends({"to": weth, "value": Wei(big), "data": HexStr("0xd0e30db0")})
             else:
-                w3.eth.send_transaction(
-                    {
-                        "from": attacker,
-                        "to": path[0],
-                        "data": contract(w3, path[0], "FixtureToken").encode_abi(
-                            "mint", [attacker, big]
-                        ),
-                        "maxPriorityFeePerGas": 50 * GWEI,
-                        "maxFeePerGas": 100 * GWEI,
-                    }
-                )
-            w3.eth.send_transaction(
-                {
-                    "from": attacker,
-                    "to": path[0],
-                    "data": contract(w3, path[0], "IERC20").encode_abi(
-                        "approve", [router_address, 2**256 - 1]
-                    ),
-                    "maxPriorityFeePerGas": 50 * GWEI,
-                    "maxFeePerGas": 100 * GWEI,
-                }
+                mint = contract(w3, path[0], "FixtureToken").encode_abi("mint", [attacker, big])
+                attacker_sends({"to": path[0], "data": mint})
+            approve = contract(w3, path[0], "IERC20").encode_abi(
+                "approve", [router_address, 2**256 - 1]
             )
-            w3.eth.send_transaction(
-                {
-                    "from": attacker,
-                    "to": router_address,
-                    "data": router.encode_abi(
-                        "swapExactTokensForTokens", [big, 0, path, attacker, 2**63]
-                    ),
-                    "maxPriorityFeePerGas": 40 * GWEI,
-                    "maxFeePerGas": 100 * GWEI,
-                    "gas": 500_000,
-                }
-            )
+            attacker_sends({"to": path[0], "data": approve})
+            trade = router.encode_abi("swapExactTokensForTokens", [big, 0, path, attacker, 2**63])
+            attacker_sends({"to": router_address, "data": trade, "gas": 500_000}, tip_gwei=40)
             chain.rpc("evm_mine")
             async with miner(chain):
                 mined = await sender.wait(pending)
-    finally:
-        chain.rpc("evm_setAutomine", True)
     got = token_out.functions.balanceOf(keeper).call() - before
     if mined.status == 1:
         assert got >= swap.min_out
@@ -521,8 +481,7 @@ async def test_a_reorg_before_finality_is_followed(
     deployer = chain.manifest["deployer"]
     usdc = contract(chain.w3, chain.token("USDC"), "IERC20")
     before = usdc.functions.balanceOf(deployer).call()
-    chain.rpc("evm_setAutomine", False)
-    try:
+    with automine_off(chain):
         async with faults.escaped(), sender_for(chain, journal, settings) as sender:
             pending = await sender.send(
                 transfer_call(chain, "USDC", deployer, 4_242),
@@ -539,8 +498,6 @@ async def test_a_reorg_before_finality_is_followed(
             assert chain.rpc("eth_getTransactionReceipt", pending.tx_hash) is None
             async with miner(chain):
                 mined = await sender.wait(pending)
-    finally:
-        chain.rpc("evm_setAutomine", True)
     assert mined.tx_hash == pending.tx_hash
     block = chain.rpc("eth_getBlockByNumber", hex(mined.block_number), False)
     assert block["hash"] == mined.block_hash  # the block it is in now, not the orphaned one

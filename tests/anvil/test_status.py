@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tomllib
 
+from anvil_fixtures.builder import Fixture
 from bot import amm
 from bot.paths import ROOT
 from tests.conftest import Chain
 from tests.helpers import FAR_DEADLINE, MAX_UINT, contract, send
+from tests.keeper_helpers import LOCAL_CONFIG, run_cli
 
 
 def run_status(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "status",
-            "--config",
-            str(ROOT / "config" / "local.toml"),
-            "--rpc-url",
-            url,
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("status", "--config", str(LOCAL_CONFIG), "--rpc-url", url, *extra, timeout=60)
 
 
 def test_local_config_matches_the_fixture_manifest(chain: Chain) -> None:
@@ -155,31 +140,18 @@ def test_status_table_and_clear_errors(chain: Chain) -> None:
     assert "SECRET" not in dead.stderr + dead.stdout
 
 
-def test_mainnet_config_runs_unchanged_against_the_mirror(mirror_fixture: object) -> None:
-    import os
-
-    from anvil_fixtures.builder import build
-
-    fixture = build("default", mirror=True)
+def test_mainnet_config_runs_unchanged_against_the_mirror(mirror_fixture: Fixture) -> None:
+    fixture = mirror_fixture
     with fixture.start() as anvil:
-        env = {**os.environ, "REBALANCER_WALLET__ADDRESS": fixture.manifest["keeper"]["address"]}
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bot.cli",
-                "status",
-                "--config",
-                str(ROOT / "config" / "mainnet.toml"),
-                "--rpc-url",
-                anvil.url,
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
+        result = run_cli(
+            "status",
+            "--config",
+            str(ROOT / "config" / "mainnet.toml"),
+            "--rpc-url",
+            anvil.url,
+            "--json",
             timeout=60,
-            env=env,
-            check=False,
+            settings={"WALLET__ADDRESS": fixture.manifest["keeper"]["address"]},
         )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from anvil_fixtures.builder import Fixture
-from bot import keeper as keeper_module
 from bot.chain import anvil as anvil_module
 from bot.chain.anvil import AnvilProcess, fork_of
 from bot.chain.fork_proxy import scrub
+from bot.execution import fork as fork_module
 from bot.journal import Journal
 from bot.metrics import Metrics
 from tests.conftest import Chain
@@ -119,13 +119,17 @@ def test_the_fork_command_line_never_holds_the_url(chain: Chain, faults: Faults)
 
 
 def _watch_fork(
-    monkeypatch: pytest.MonkeyPatch, once_up: Callable[[AnvilProcess], None] | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    once_up: Callable[[AnvilProcess], None] | None = None,
+    before_fork: Callable[[], None] | None = None,
 ) -> list[AnvilProcess]:
-    """Every dry-run fork the keeper creates; `once_up(fork)` runs as soon as a fork answers,
-    before the plan's first transaction reaches it."""
+    """Every dry-run fork the keeper creates; `before_fork()` runs as the keeper asks for a fork,
+    `once_up(fork)` as soon as a fork answers, before the plan's first transaction reaches it."""
     forks: list[AnvilProcess] = []
 
     def recording(*args: Any, **kwargs: Any) -> AnvilProcess:
+        if before_fork is not None:
+            before_fork()
         fork = fork_of(*args, **kwargs)
         start = fork.start_async
 
@@ -139,7 +143,7 @@ def _watch_fork(
         forks.append(fork)
         return fork
 
-    monkeypatch.setattr(keeper_module, "fork_of", recording)
+    monkeypatch.setattr(fork_module, "fork_of", recording)
     return forks
 
 
@@ -223,14 +227,7 @@ async def test_a_failing_fork_is_a_skipped_cycle(
     if fault == "killed_mid_simulation":
         forks = _watch_fork(monkeypatch, lambda _: kill_parent())
     elif fault == "killed_before_the_fork":
-        forks = _watch_fork(monkeypatch)
-        real_fork_of = keeper_module.fork_of
-
-        def after_killing(*args: Any, **kwargs: Any) -> AnvilProcess:
-            kill_parent()
-            return real_fork_of(*args, **kwargs)
-
-        monkeypatch.setattr(keeper_module, "fork_of", after_killing)
+        forks = _watch_fork(monkeypatch, before_fork=kill_parent)
     else:
         # the upstream accepts connections and never answers: the fork's own timeout decides
         monkeypatch.setattr(
@@ -254,7 +251,7 @@ async def test_a_failing_fork_is_a_skipped_cycle(
     )
     if fault != "frozen":
         assert "upstream RPC" in result.reason, result.reason
-    assert keeper.halted_reason() is None
+    assert keeper.breaker.halted_reason() is None
     assert journal.get_state("consecutive_failures") == "0"
     (row,) = journal.rebalances()
     assert row.status == "not_sent"

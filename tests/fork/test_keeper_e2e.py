@@ -78,6 +78,7 @@ async def test_shock_rebalance_journal_and_metrics(
     # first (every sale fits in them): nothing gained or lost, up to rounding. A decimals or
     # price slip in the cost basis would show here.
     assert row.realized_gain == pytest.approx(0.0, abs=1e-6)
+    assert row.realized is not None
     assert set(row.quoted) <= set(row.realized)
     assert row.quoted == {
         k: v for k, v in row.realized.items() if k in row.quoted

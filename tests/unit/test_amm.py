@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -69,9 +70,11 @@ def test_multi_hop_chains_outputs() -> None:
         (lambda: amm.impermanent_loss(0), "positive"),
     ],
 )
-def test_invalid_input_raises_where_the_contract_reverts(call: object, message: str) -> None:
+def test_invalid_input_raises_where_the_contract_reverts(
+    call: Callable[[], object], message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
-        call()  # type: ignore[operator]
+        call()
 
 
 def test_float_amounts_are_refused() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pytest
 
 from bot.backtest import runner, sweep
 from bot.cli import build_parser, main
+from tests.keeper_helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "config" / "local.toml")
@@ -49,7 +49,7 @@ class TaskLog:
 def cluster() -> Iterator[Any]:
     from distributed import LocalCluster
 
-    with LocalCluster(
+    with LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as local:
         yield local
@@ -109,13 +109,7 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path: Path) -> None
     address = f"tcp://127.0.0.1:{closed_port()}"
     argv = ["backtest", "--config", CONFIG, *STRESS, "--sweep", "--cluster", address]
     began = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", *argv, "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    done = run_cli(*argv, "--out", str(tmp_path), cwd=ROOT, timeout=60)
     elapsed = time.monotonic() - began
     assert done.returncode == 2
     assert done.stdout == ""
@@ -150,7 +144,9 @@ def test_a_scheduler_without_workers_is_an_error(
     from distributed import LocalCluster
 
     monkeypatch.setattr(runner, "CLUSTER_TIMEOUT", 1.0)
-    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty:
+    with LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=0, processes=False, dashboard_address=None
+    ) as empty:
         address = empty.scheduler_address
         argv = ["backtest", "--config", CONFIG, *STRESS, "--cluster", address]
         assert main([*argv, "--out", str(tmp_path)]) == 2

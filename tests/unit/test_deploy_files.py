@@ -26,7 +26,7 @@ def exported_names() -> set[str]:
     metrics.skipped.labels("in_band").inc()
     metrics.trade_cost.labels("fees").set(1)
     metrics.impermanent_loss.labels("uniswap:USDC/WETH").set(0)
-    names = set()
+    names: set[str] = set()
     for family in text_string_to_metric_families(metrics.render().decode()):
         names.update(sample.name for sample in family.samples)
     return names

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
 from tests.faults import PROPERTY, summarize
@@ -110,14 +112,18 @@ def test_the_terminal_summary_prints_the_measured_figures(inner: pytest.Pytester
     assert "test_inner.py::test_measured_loss_and_duplicate: lost (wei-equivalent) 7" in text
 
 
-def report(outcome: str, properties: list[tuple[str, object]], when: str = "call") -> object:
+def report(
+    outcome: Literal["passed", "failed", "skipped"],
+    properties: list[tuple[str, object]],
+    when: Literal["setup", "call", "teardown"] = "call",
+) -> pytest.TestReport:
     return pytest.TestReport(
         "test_x.py::test_fault",
         ("test_x.py", 1, "test_fault"),
         {"adversarial": 1},
-        outcome,  # type: ignore[arg-type]
+        outcome,
         None,
-        when,  # type: ignore[arg-type]
+        when,
         user_properties=properties,
     )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.lots import Lot, apply_trade, opened_unit_cost, seed_lots, swap_units
+from bot.lots import Lot, LotMethod, apply_trade, opened_unit_cost, seed_lots, swap_units
 from bot.portfolio import AssetExposure, Price, Valuation
 from bot.types import Swap
 
@@ -53,7 +53,7 @@ def test_a_sale_with_no_open_lots_realizes_nothing() -> None:
 
 
 @pytest.mark.parametrize("method", ["FIFO", "HIFO"])
-def test_selling_nothing_closes_nothing_and_never_divides_by_zero(method: str) -> None:
+def test_selling_nothing_closes_nothing_and_never_divides_by_zero(method: LotMethod) -> None:
     assert apply_trade(LOTS, 0.0, 0.0, method) == ([], 0.0)
 
 

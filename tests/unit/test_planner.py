@@ -13,7 +13,7 @@ from bot import amm
 from bot.decide import evaluate
 from bot.planner import plan, split_amounts, split_output
 from bot.portfolio import value_portfolio
-from bot.types import AddLiquidity, RemoveLiquidity, Swap
+from bot.types import AddLiquidity, RemoveLiquidity, Snapshot, Swap
 from strategies import StrategyState
 from tests.synthetic import SETTINGS, snapshot, weights_portfolio, with_strategy
 
@@ -186,7 +186,7 @@ def test_lp_over_target_is_removed_and_under_target_is_zapped() -> None:
     assert desired - taken <= max(2, desired // 10**6)
 
 
-def _after(snap, liquidity: int, key: str, sign: int):  # type: ignore[no-untyped-def]
+def _after(snap: Snapshot, liquidity: int, key: str, sign: int) -> Snapshot:
     return replace(
         snap,
         pools=tuple(

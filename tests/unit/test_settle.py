@@ -119,15 +119,17 @@ def test_one_atomic_transaction_is_checked_net_per_token() -> None:
 
 
 def test_transfer_logs_give_the_wallets_flows() -> None:
+    def pad(address: str) -> str:
+        return "0x" + address.removeprefix("0x").rjust(64, "0")
+
     def transfer(token: str, source: str, to: str, amount: int) -> dict[str, object]:
-        pad = lambda a: "0x" + a.removeprefix("0x").rjust(64, "0")  # noqa: E731
         return {
             "address": token,
             "topics": [TRANSFER_TOPIC, pad(source), pad(to)],
             "data": hex(amount),
         }
 
-    logs = [
+    logs: list[dict[str, object]] = [
         transfer(USDC, WALLET, OTHER, 1_000),
         transfer(LINK, OTHER, WALLET.upper().replace("0X", "0x"), 50),
         transfer(LINK, OTHER, OTHER, 7),  # not ours

@@ -9,10 +9,11 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from eth_account import Account
+from eth_typing import HexStr
 
 from bot.cli import main
 from bot.errors import ConfigError, RebalancerError
@@ -21,14 +22,15 @@ from bot.paths import ROOT
 from bot.settings import SignerSettings
 from tests.faults import Faults, adversarial
 
-KEY = "0x" + hashlib.sha256(b"tests/unit/test_signer.py").hexdigest()
+KEY = HexStr("0x" + hashlib.sha256(b"tests/unit/test_signer.py").hexdigest())
 ADDRESS = Account.from_key(KEY).address
 PASSWORD = "correct horse battery staple 42"
 PASSWORD_ENV = "TEST_SIGNER_PASSWORD"
 KEY_ENV = "TEST_SIGNER_KEY"
+Kdf = Literal["pbkdf2", "scrypt"]
 
 
-def make_keystore(kdf: str = "pbkdf2") -> dict[str, Any]:
+def make_keystore(kdf: Kdf = "pbkdf2") -> dict[str, Any]:
     # the lowest work factors eth-account accepts: the checks, not the kdf, are under test
     keystore: dict[str, Any] = Account.encrypt(KEY, PASSWORD, kdf=kdf, iterations=2)
     return keystore
@@ -86,7 +88,7 @@ def fails(faults: Faults, signer_settings: SignerSettings, *extra_secrets: str) 
 
 
 @pytest.mark.parametrize("kdf", ["pbkdf2", "scrypt"])
-def test_a_keystore_loads(tmp_path: Path, kdf: str) -> None:
+def test_a_keystore_loads(tmp_path: Path, kdf: Kdf) -> None:
     signer = load_signer(settings(write(tmp_path, make_keystore(kdf))))
     assert signer is not None
     assert signer.address == ADDRESS

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from bot.portfolio import value_portfolio
+from bot.portfolio import Valuation, value_portfolio
 from bot.settings import Settings
-from strategies import StrategyState, build_strategy
+from strategies import Decision, StrategyState, build_strategy
 from strategies.bands import band_width, smoothed_volatility
 from strategies.base import PricePoint
 from tests.synthetic import SETTINGS, snapshot, weights_portfolio, with_strategy
@@ -23,7 +23,7 @@ def decide(
     settings: Settings,
     state: StrategyState | None = None,
     now: int = NOW,
-):  # type: ignore[no-untyped-def]
+) -> tuple[Valuation, Decision]:
     view = value_portfolio(snapshot(weights_portfolio(weights)), settings)
     return view, build_strategy(settings.strategy).decide(view, state or StrategyState(), now)
 

@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 
 from bot.backtest import engine
+from bot.decide import Evaluation, evaluate
 from bot.journal import Journal
 from bot.keeper import Keeper
 from bot.metrics import Metrics
 from bot.paths import prices_csv
+from bot.portfolio import Valuation
 from bot.prices import load_prices
 from bot.settings import Settings, StrategySettings
+from bot.types import Snapshot
 from strategies.bands import band_width
 from strategies.base import DAY, PricePoint, StrategyState
 from strategies.state import history_spacing, observe
@@ -82,15 +85,15 @@ def test_a_journal_written_by_the_point_per_block_keeper_still_loads(tmp_path: P
         ],
     }
     k.journal.set_state("strategy_state", json.dumps(old))
-    loaded = k.strategy_state()
+    loaded = k.books.strategy_state()
     assert len(loaded.history) == 500
     assert loaded.history[0] == point(now - 500 * BLOCK, 100.0)
     assert (loaded.last_evaluation, loaded.last_rebalance) == (now - 600, now - 7200)
     assert (loaded.turnover_day, loaded.turnover_today) == (now // DAY, 1234.5)
     # the next observation re-sizes it: the first block of yesterday and of today
     state = observe(loaded, settings.strategy, point(now))
-    k.save_strategy_state(state)
-    again = k.strategy_state()
+    k.books.save_strategy_state(state)
+    again = k.books.strategy_state()
     assert again == state
     assert [p.timestamp for p in again.history] == [now - 500 * BLOCK, now - 3600]
     assert again.last_rebalance == now - 7200
@@ -106,11 +109,17 @@ def test_keeper_and_backtest_compute_the_same_volatility_bands(
     settings = vol_settings()
     strategy: StrategySettings = settings.strategy
     seen: dict[int, StrategyState] = {}
-    real_evaluate = engine.evaluate
 
-    def spy(*args: Any) -> Any:
-        seen[args[4]] = args[3]  # (snapshot, view, settings, state, now, gas)
-        return real_evaluate(*args)
+    def spy(
+        snapshot: Snapshot,
+        view: Valuation,
+        config: Settings,
+        state: StrategyState,
+        now: int,
+        gas_price_wei: int | None = None,
+    ) -> Evaluation:
+        seen[now] = state
+        return evaluate(snapshot, view, config, state, now, gas_price_wei)
 
     monkeypatch.setattr(engine, "evaluate", spy)
     table = load_prices(prices_csv())
@@ -134,8 +143,8 @@ def test_keeper_and_backtest_compute_the_same_volatility_bands(
             prices = tuple((u, first[u] * (last[u] / first[u]) ** share) for u in units)
             live = observe(live, strategy, PricePoint(timestamp, prices))
             if step % (6 * 3600) == 0:  # as the keeper's cycle: to the journal and back
-                k.save_strategy_state(live)
-                live = k.strategy_state()
+                k.books.save_strategy_state(live)
+                live = k.books.strategy_state()
             if step in (0, DAY // 2):  # at midnight, when the backtest decides, and at noon
                 backtest = seen[day]
                 assert live.history == backtest.history
