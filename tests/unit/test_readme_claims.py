@@ -285,13 +285,23 @@ def test_make_setup_reinstalls_only_what_changed(tmp_path: Path) -> None:
     for name in stamps:
         os.utime(tmp_path / name, (new, new))
 
+    # run as its own make, not as a child of `make test` (whose flags would print directories)
+    clean = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+
     def planned() -> str:
         done = subprocess.run(
-            ["make", "-n", "setup"], cwd=tmp_path, capture_output=True, text=True, check=True
+            ["make", "--no-print-directory", "-n", "setup"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=clean,
         )
         return done.stdout
 
-    assert "install" not in planned()  # both stamps newer than their inputs: nothing to do
+    # both stamps newer than their inputs: nothing to do
+    assert "pip install" not in planned()
+    assert "npm install" not in planned()
     os.utime(tmp_path / "pyproject.toml")
     assert "pip install" in planned()
     assert "npm install" not in planned()
