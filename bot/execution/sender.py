@@ -18,11 +18,8 @@ import asyncio
 import logging
 from typing import Any
 
-from eth_utils.address import to_checksum_address
-
 from bot.chain.rpc import RpcClient
 from bot.errors import (
-    NonceTaken,
     NotDelivered,
     NotSent,
     PrivateNotResent,
@@ -35,9 +32,9 @@ from bot.execution.calls import Call
 from bot.execution.fees import Fees, assert_signable
 from bot.execution.pending import Mined, Pending
 from bot.execution.signer import Signer
+from bot.execution.watch import Watcher
 from bot.journal import Journal
 from bot.settings import ExecutionSettings
-from bot.types import GWEI
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +56,7 @@ class Sender:
         self.chain_id = chain_id
         self.private_rpc = private_rpc
         self._lock = asyncio.Lock()  # one sender, one nonce sequence: sends never interleave
+        self.watcher = Watcher(self)
 
     @property
     def address(self) -> str:
@@ -77,7 +75,7 @@ class Sender:
         for record in self.journal.open_transactions(self.address):
             if record.nonce < latest:
                 receipt = await self.receipt(record.tx_hash)
-                if receipt is None and not await self._nonce_mined_by_us(record.nonce):
+                if receipt is None and not await self.nonce_mined_by_us(record.nonce):
                     self.journal.set_status(record.tx_hash, "failed")
                     log.warning(
                         "nonce %d of %s was used by a transaction this keeper did not send; "
@@ -95,7 +93,7 @@ class Sender:
         """How many of our transactions are mined: every nonce below it is used."""
         return int(await self.rpc.call("eth_getTransactionCount", self.address, "latest"), 16)
 
-    async def _nonce_mined_by_us(self, nonce: int) -> bool:
+    async def nonce_mined_by_us(self, nonce: int) -> bool:
         for record in self.journal.by_nonce(self.address, nonce):
             if await self.receipt(record.tx_hash) is not None:
                 return True
@@ -156,7 +154,7 @@ class Sender:
                 rebalance_id=rebalance_id,
                 covers=call.covers,
             )
-            await self._sign_and_send(pending, replaces=None)
+            await self.sign_and_send(pending, replaces=None)
             return pending
 
     async def sign_bundle(
@@ -216,10 +214,10 @@ class Sender:
         pending.versions.append((tx_hash, raw))
         return tx_hash, raw
 
-    async def _sign_and_send(self, pending: Pending, replaces: str | None) -> None:
+    async def sign_and_send(self, pending: Pending, replaces: str | None) -> None:
         tx_hash, raw = self._sign(pending, replaces)
         try:
-            await self._broadcast(raw, pending.private)
+            await self.broadcast(raw, pending.private)
         except RpcError as err:
             pending.versions.pop()
             self.journal.set_status(tx_hash, "failed")
@@ -245,7 +243,7 @@ class Sender:
         self.journal.set_status(tx_hash, "sent", sent_block=head)
         log.info("sent %s nonce %d as %s", pending.what, pending.nonce, tx_hash)
 
-    async def _broadcast(self, raw: bytes, private: bool) -> None:
+    async def broadcast(self, raw: bytes, private: bool) -> None:
         if private and self.private_rpc is not None:
             try:
                 await self.private_rpc.call("eth_sendRawTransaction", "0x" + raw.hex())
@@ -263,165 +261,11 @@ class Sender:
             )
         await self.rpc.call("eth_sendRawTransaction", "0x" + raw.hex())
 
-    # --- seeing it through ------------------------------------------------------------------------
+    # --- seeing it through (bot/execution/watch.py) ----------------------------------------------
     async def wait(self, pending: Pending) -> Mined:
         """Until mined with N confirmations; replaces it when stuck, re-sends it when dropped."""
-        settings = self.settings
-        replaced = rebroadcasts = nonce_gone = 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.receipt_timeout_seconds
-        while loop.time() < deadline:
-            head = int(await self.rpc.call("eth_blockNumber"), 16)
-            for tx_hash, _ in reversed(pending.versions):
-                receipt = await self.receipt(tx_hash)
-                if receipt is None or receipt.get("blockNumber") is None:
-                    continue
-                mined_block = int(receipt["blockNumber"], 16)
-                if head - mined_block + 1 < settings.confirmations:
-                    break  # mined, not final yet
-                block = await self.rpc.call("eth_getBlockByNumber", hex(mined_block), False)
-                if block is None or block["hash"] != receipt["blockHash"]:
-                    log.warning(
-                        "%s: block %d was reorganised; checking again", tx_hash, mined_block
-                    )
-                    self.journal.set_status(tx_hash, "sent")
-                    break
-                return self._finish(pending, tx_hash, receipt, replaced, rebroadcasts)
-            else:
-                # none of the versions is mined
-                latest = await self.mined_count()
-                moved_on = latest > pending.nonce and not await self._nonce_mined_by_us(
-                    pending.nonce
-                )
-                # A node can count a nonce before it serves the receipt: only a nonce that stays
-                # used with no receipt of ours, poll after poll, was taken by someone else.
-                nonce_gone = nonce_gone + 1 if moved_on else 0
-                if nonce_gone >= 3 + settings.confirmations:
-                    for tx_hash, _ in pending.versions:
-                        self.journal.set_status(tx_hash, "failed")
-                    raise NonceTaken(
-                        f"nonce {pending.nonce} of {self.address} was used by another transaction "
-                        f"while {pending.what} was pending; nothing of ours executed at it"
-                    )
-                tx_hash, raw = pending.versions[-1]
-                if latest > pending.nonce:
-                    pass  # one of ours is mined but its receipt not yet visible: look again
-                elif not await self.in_pool(tx_hash):
-                    # dropped from the pool: the same signed bytes again, never a new transaction
-                    log.warning(
-                        "%s (%s) was dropped; re-sending the same bytes", pending.what, tx_hash
-                    )
-                    try:
-                        await self._broadcast(raw, pending.private)
-                        rebroadcasts += 1
-                    except RpcError as err:
-                        # e.g. its max fee is now below the base fee: only a replacement can help
-                        log.warning("re-sending %s was refused (%s)", pending.what, err.rpc_message)
-                        if await self._replace(pending, head):
-                            replaced += 1
-                    except TemporaryError as err:  # it went out once; try again next poll
-                        log.warning("re-sending %s failed (%s); trying again", pending.what, err)
-                elif head - pending.sent_block >= settings.stuck_blocks and await self._replace(
-                    pending, head
-                ):
-                    replaced += 1
-            await asyncio.sleep(settings.poll_seconds)
-        raise TemporaryError(
-            f"{pending.what} (nonce {pending.nonce}) not final after "
-            f"{settings.receipt_timeout_seconds:g}s; it stays in the journal"
-        )
-
-    async def _replace(self, pending: Pending, head: int) -> bool:
-        """Same nonce, both fees raised by the bump; refuses to go above the fee cap."""
-        bumped = pending.fees.bumped(self.settings.replacement_bump)
-        cap = int(self.settings.max_fee_gwei * GWEI)
-        if bumped.max_fee > cap:
-            log.warning(
-                "%s is stuck, but a %.1f%% bump would exceed execution.max_fee_gwei; waiting",
-                pending.what,
-                self.settings.replacement_bump * 100,
-            )
-            pending.sent_block = head  # ask again after another stuck period
-            return False
-        old = pending.tx_hash
-        pending.fees = bumped
-        pending.tx = {
-            **pending.tx,
-            "maxFeePerGas": bumped.max_fee,
-            "maxPriorityFeePerGas": bumped.max_priority_fee,
-        }
-        log.info(
-            "replacing stuck %s nonce %d: max fee %.2f gwei, tip %.2f gwei",
-            pending.what,
-            pending.nonce,
-            bumped.max_fee / GWEI,
-            bumped.max_priority_fee / GWEI,
-        )
-        try:
-            await self._sign_and_send(pending, replaces=old)
-        except SendRejected as err:
-            # Still too low for the node. The older versions stay the live ones; the next bump
-            # starts from the refused fees, after another stuck period.
-            log.warning("%s", err)
-            pending.sent_block = head
-            return False
-        return True
-
-    def _finish(
-        self,
-        pending: Pending,
-        tx_hash: str,
-        receipt: dict[str, Any],
-        replaced: int,
-        rebroadcasts: int,
-    ) -> Mined:
-        for other, _ in pending.versions:
-            if other != tx_hash:
-                self.journal.set_status(other, "replaced")
-        mined = Mined(
-            tx_hash=tx_hash,
-            nonce=pending.nonce,
-            block_number=int(receipt["blockNumber"], 16),
-            block_hash=str(receipt["blockHash"]),
-            gas_used=int(receipt["gasUsed"], 16),
-            effective_gas_price=int(receipt.get("effectiveGasPrice") or "0x0", 16),
-            status=int(receipt["status"], 16),
-            replaced=replaced,
-            rebroadcasts=rebroadcasts,
-            contract_address=(
-                to_checksum_address(receipt["contractAddress"])
-                if receipt.get("contractAddress")
-                else None
-            ),
-        )
-        self.journal.set_status(
-            tx_hash,
-            "mined",
-            mined_block=mined.block_number,
-            block_hash=mined.block_hash,
-            gas_used=mined.gas_used,
-        )
-        return mined
+        return await self.watcher.wait(pending)
 
     async def cancel(self, pending: Pending) -> Pending:
         """Replace a pending transaction with a 0-value transfer to ourselves at the same nonce."""
-        bumped = pending.fees.bumped(self.settings.replacement_bump)
-        cancel = Pending(
-            pending.nonce,
-            f"cancel {pending.what}",
-            {
-                **pending.tx,
-                "to": self.address,
-                "data": "0x",
-                "value": 0,
-                "gas": 21_000,
-                "maxFeePerGas": bumped.max_fee,
-                "maxPriorityFeePerGas": bumped.max_priority_fee,
-            },
-            bumped,
-            versions=list(pending.versions),
-            private=pending.private,
-            rebalance_id=pending.rebalance_id,  # its gas is the rebalance's; it carries out nothing
-        )
-        await self._sign_and_send(cancel, replaces=pending.tx_hash)
-        return cancel
+        return await self.watcher.cancel(pending)

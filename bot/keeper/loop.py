@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from bot.chain.connect import connected
 from bot.chain.reader import SnapshotReader
 from bot.chain.rpc import RpcClient, out_of_descriptors
 from bot.decide import Evaluation, evaluate
 from bot.errors import DataError, Halt, RebalancerError, SkipCycle
+from bot.execution.connect import connected
 from bot.execution.outcome import Executor, Outcome, action_json
 from bot.execution.reconcile import expected_changes
 from bot.execution.recovery import recover
