@@ -288,7 +288,7 @@ def how_to_set(loc: tuple[int | str, ...]) -> str:
     return hint
 
 
-def _unwrap(tp: Any) -> Any:
+def unwrap_annotation(tp: Any) -> Any:
     """`X` from `Annotated[X, ...]` and `X | None`."""
     while True:
         origin = get_origin(tp)
@@ -303,7 +303,7 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-def _is_model(tp: Any) -> bool:
+def is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
@@ -312,9 +312,9 @@ def _type_at(loc: tuple[int | str, ...]) -> tuple[Any, bool] | None:
     tp: Any = Settings
     env = True
     for part in loc:
-        tp = _unwrap(tp)
+        tp = unwrap_annotation(tp)
         origin = get_origin(tp)
-        if _is_model(tp) and isinstance(part, str) and part in tp.model_fields:
+        if is_model(tp) and isinstance(part, str) and part in tp.model_fields:
             tp = tp.model_fields[part].annotation
         elif origin is dict:
             tp, env = get_args(tp)[1], False
@@ -331,8 +331,8 @@ def _required_leaves(
     path: tuple[int | str, ...], tp: Any, env: bool
 ) -> list[tuple[tuple[int | str, ...], Any, bool]]:
     """The keys to set so that the field at `path` exists: itself, or a model's required keys."""
-    tp = _unwrap(tp)
-    if not _is_model(tp):
+    tp = unwrap_annotation(tp)
+    if not is_model(tp):
         return [(path, tp, env)]
     leaves = []
     for name, field in tp.model_fields.items():
@@ -344,7 +344,7 @@ def _required_leaves(
 def _toml_name(path: tuple[int | str, ...], tp: Any) -> str:
     *table, key = path
     origin = get_origin(tp)
-    if origin is dict and _is_model(_unwrap(get_args(tp)[1])):
+    if origin is dict and is_model(unwrap_annotation(get_args(tp)[1])):
         return f"[{_dotted(tuple(path))}.NAME] tables"
     if not table:
         return f"the top-level key `{key}`"

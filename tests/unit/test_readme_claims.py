@@ -15,8 +15,7 @@ import time
 import tomllib
 from datetime import date
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import aiohttp
 import pytest
@@ -31,6 +30,7 @@ from bot.planner import plan
 from bot.portfolio import value_portfolio
 from bot.prices import load_prices
 from bot.settings import CostGate, Settings, load_settings
+from bot.settings.load import is_model, unwrap_annotation
 from bot.types import Swap
 from strategies.cost_gate import benefit, check
 from tests.synthetic import snapshot, with_strategy
@@ -105,29 +105,11 @@ def test_every_command_and_flag_the_readme_shows_exists() -> None:
 
 
 # --- config keys -------------------------------------------------------------------------------
-def _unwrap(tp: Any) -> Any:
-    while True:
-        origin = get_origin(tp)
-        if origin is Annotated:
-            tp = get_args(tp)[0]
-        elif origin in (Union, UnionType):
-            args = [a for a in get_args(tp) if a is not type(None)]
-            if len(args) != 1:
-                return tp
-            tp = args[0]
-        else:
-            return tp
-
-
-def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel)
-
-
 def _models(tp: Any) -> list[type[BaseModel]]:
-    tp = _unwrap(tp)
+    tp = unwrap_annotation(tp)
     if get_origin(tp) in (dict, list):
         return _models(get_args(tp)[-1])
-    if not _is_model(tp):
+    if not is_model(tp):
         return []
     out = [tp]
     for field in tp.model_fields.values():
@@ -141,7 +123,7 @@ LITERALS = {
     str(value)
     for model in MODELS
     for field in model.model_fields.values()
-    for tp in (_unwrap(field.annotation), *get_args(_unwrap(field.annotation)))
+    for tp in (unwrap_annotation(field.annotation), *get_args(unwrap_annotation(field.annotation)))
     if get_origin(tp) is Literal
     for value in get_args(tp)
 }
@@ -151,16 +133,18 @@ def _resolve(path: list[str]) -> bool:
     """Whether `a.b.c` is a settings key, from the top (`keeper.journal`) or from a nested table
     (`cost_gate.volatility`); any name stands for a table's key (`tokens.X.notional`)."""
     starts = [Settings] + [
-        _unwrap(m.model_fields[path[0]].annotation) for m in MODELS if path[0] in m.model_fields
+        unwrap_annotation(m.model_fields[path[0]].annotation)
+        for m in MODELS
+        if path[0] in m.model_fields
     ]
     for start in starts:
         tp: Any = start
         rest = path if start is Settings else path[1:]
         for part in rest:
-            tp = _unwrap(tp)
+            tp = unwrap_annotation(tp)
             if get_origin(tp) is dict:
                 tp = get_args(tp)[1]
-            elif _is_model(tp) and part in tp.model_fields:
+            elif is_model(tp) and part in tp.model_fields:
                 tp = tp.model_fields[part].annotation
             else:
                 break
